@@ -1,0 +1,66 @@
+"""Request dependencies as `Annotated[..., Depends(...)]` aliases; tests override the provider functions."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+from api.model_service import ModelService, ModelUnavailableError, ServedModel
+from api.settings import Settings
+from api.store_service import StoreService
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`create_app(settings)`)."""
+    return request.app.state.settings
+
+
+def get_model_service(request: Request) -> ModelService:
+    return request.app.state.model_service
+
+
+def get_store_service(request: Request) -> StoreService:
+    return request.app.state.store_service
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+StoreDep = Annotated[StoreService, Depends(get_store_service)]
+
+
+def get_served_model(service: ModelServiceDep) -> ServedModel:
+    """The model serving now, or 503 with the reason when none is loaded."""
+    try:
+        return service.current()
+    except ModelUnavailableError as exc:
+        raise ApiError(503, "model_unavailable", str(exc)) from exc
+
+
+ServedModelDep = Annotated[ServedModel, Depends(get_served_model)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_admin(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Bearer-token guard: 403 when no token is configured, 401 on a missing or wrong token."""
+    if not settings.admin_token:
+        raise ApiError(403, "admin_disabled", "admin endpoints are disabled: set MM_API_ADMIN_TOKEN to enable them")
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing bearer token (Authorization: Bearer <MM_API_ADMIN_TOKEN>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
+        raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,53 @@
+"""FastAPI app: `create_app(settings)` builds it; `app` is what `uvicorn api.main:app` serves.
+
+The lifespan loads the model (registry alias first, local copy as a loud fallback, nothing -> 503s),
+starts the alias poll and stops it on shutdown. Settings are read when the app starts, not at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.model_service import ModelService
+from api.routes import admin, health, predict, signal
+from api.settings import Settings, get_settings
+from api.store_service import StoreService
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; `settings=None` reads the environment at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or get_settings()
+        app.state.settings = resolved
+        app.state.store_service = StoreService(resolved.partitions_root)
+        service = ModelService(resolved)
+        app.state.model_service = service
+        service.load_initial()
+        service.start_polling()
+        try:
+            yield
+        finally:
+            service.stop_polling()
+
+    app = FastAPI(
+        title="Market Master API",
+        version="0.1.0",
+        summary="Next-hour 5-class actions per NASDAQ-100 constituent and the weighted index signal.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, predict, signal, admin):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

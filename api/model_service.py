@@ -1,0 +1,244 @@
+"""The served model: registry-first loading, local fallback, atomic hot reload and a background alias poll.
+
+`ModelService.current()` returns an immutable `ServedModel` snapshot; a reload loads the new model
+OUTSIDE the swap lock (the old one keeps answering) and then swaps the reference under the lock, so a
+request sees either the old or the new model, never a half-loaded one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+
+class ModelUnavailableError(RuntimeError):
+    """No model could be loaded (registry and local copy both unavailable)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model and where it came from. Immutable: swapped whole on reload."""
+
+    model: Any
+    name: str
+    version: str | None
+    alias: str | None
+    source: str  # "registry" | "local_fallback" | "uri"
+    model_uri: str
+    loaded_at: dt.datetime
+    warning: str | None = None
+    symbols: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def warmup(self) -> int:
+        return int(self.model.feature_config.warmup)
+
+    @property
+    def min_bars(self) -> int:
+        """Bars a window needs so its last bar has features: warm-up + 1."""
+        return self.warmup + 1
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    changed: bool
+    previous: ServedModel | None
+    current: ServedModel | None
+    error: str | None = None
+
+
+def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
+    """`lib.model.load_component_model` (imported lazily: MLflow costs seconds to import)."""
+    from market_master.lib.model import load_component_model
+
+    return load_component_model(model_uri, tracking_uri=tracking_uri)
+
+
+def _model_symbols(model: Any) -> frozenset[str]:
+    """Symbols the model was trained on (empty if the model does not say)."""
+    for attr in ("symbols", "trained_symbols"):
+        value = getattr(model, attr, None)
+        if value:
+            return frozenset(str(s).upper() for s in value)
+    return frozenset()
+
+
+class ModelService:
+    """Loads and serves the component model named by `settings.model_uri`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._served: ServedModel | None = None
+        self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    # ---- reading ---------------------------------------------------------------------------------------
+    def current(self) -> ServedModel:
+        """The model serving right now; raises ModelUnavailableError when none is loaded."""
+        served = self._served
+        if served is None:
+            detail = f" Last error: {self.last_error}" if self.last_error else ""
+            raise ModelUnavailableError(
+                f"no model is loaded: {self.settings.model_uri} could not be resolved against "
+                f"{self.settings.tracking_uri} and no local copy exists at {self.settings.local_model_dir}. "
+                f"Train and promote a model (market-master run), then POST /admin/reload.{detail}"
+            )
+        return served
+
+    def peek(self) -> ServedModel | None:
+        return self._served
+
+    # ---- loading ---------------------------------------------------------------------------------------
+    def _load_from_uri(self) -> ServedModel:
+        """Resolve `settings.model_uri` (alias -> version) and load that exact version from the registry."""
+        from market_master.lib import registry
+
+        uri = self.settings.model_uri
+        tracking = self.settings.tracking_uri
+        if not uri.startswith("models:/"):
+            model = _load_model(uri, tracking)
+            return self._served_model(model, str(getattr(model, "name", None) or uri), None, None, "uri", uri)
+        name, version, alias = registry.parse_model_uri(uri)
+        registry.check_registry_reachable(tracking)
+        if alias is not None:
+            version = registry.require_alias_version(tracking, name, alias)
+        pinned = f"models:/{name}/{version}"
+        model = _load_model(pinned, tracking)
+        return self._served_model(model, name, str(version), alias, "registry", pinned)
+
+    def _load_local_copy(self, reason: str) -> ServedModel:
+        from market_master.lib import registry
+
+        info = registry.read_local_copy_info(self.settings.local_model_dir)
+        model = _load_model(str(info.model_dir), None)
+        warning = (
+            f"SERVING THE LOCAL FALLBACK COPY {info.model_dir} ({info.name} version {info.version}, exported "
+            f"{info.exported_at.isoformat()}), NOT THE REGISTRY: {reason}"
+        )
+        return self._served_model(
+            model, info.name, info.version, info.alias, "local_fallback", str(info.model_dir), warning=warning
+        )
+
+    @staticmethod
+    def _served_model(model, name, version, alias, source, uri, warning=None) -> ServedModel:
+        return ServedModel(
+            model=model,
+            name=name,
+            version=version,
+            alias=alias,
+            source=source,
+            model_uri=uri,
+            loaded_at=dt.datetime.now(dt.UTC),
+            warning=warning,
+            symbols=_model_symbols(model),
+        )
+
+    def _resolve_and_load(self) -> ServedModel:
+        """Registry first; on a registry/alias failure the local copy, loudly; raise if neither works."""
+        try:
+            return self._load_from_uri()
+        except Exception as exc:  # registry unreachable, alias missing, broken artifact ...
+            reason = f"{self.settings.model_uri} failed against {self.settings.tracking_uri}: {exc}"
+            if not (self.settings.local_model_dir.exists()):
+                raise ModelUnavailableError(f"{reason}; no local copy at {self.settings.local_model_dir}") from exc
+            logger.warning("registry load failed, trying the local copy: %s", reason)
+            try:
+                served = self._load_local_copy(reason)
+            except Exception as local_exc:
+                raise ModelUnavailableError(
+                    f"{reason}; the local copy at {self.settings.local_model_dir} failed too: {local_exc}"
+                ) from local_exc
+            logger.warning("%s", served.warning)
+            return served
+
+    def load_initial(self) -> None:
+        """Load at start-up; never raises (model endpoints answer 503 while nothing is loaded)."""
+        try:
+            self._swap(self._resolve_and_load())
+            self.last_error = None
+        except Exception as exc:
+            self.last_error = str(exc)
+            logger.error("no model loaded at start-up: %s", exc)
+
+    def _swap(self, served: ServedModel) -> ServedModel | None:
+        with self._swap_lock:
+            previous, self._served = self._served, served
+        logger.info(
+            "serving %s version %s (alias %s, source %s) from %s",
+            served.name,
+            served.version,
+            served.alias,
+            served.source,
+            served.model_uri,
+        )
+        return previous
+
+    def _needs_load(self) -> bool:
+        """True when the alias points elsewhere than what is served (or we serve a fallback / nothing)."""
+        from market_master.lib import registry
+
+        served = self._served
+        if served is None or served.source != "registry":
+            return True
+        if not self.settings.model_uri.startswith("models:/"):
+            return False
+        name, _, alias = registry.parse_model_uri(self.settings.model_uri)
+        if alias is None:
+            return False
+        tracking = self.settings.tracking_uri
+        registry.check_registry_reachable(tracking)
+        return registry.require_alias_version(tracking, name, alias) != served.version
+
+    def reload(self, force: bool = False) -> ReloadOutcome:
+        """Re-resolve the alias and swap in the new version if it moved. The old model serves meanwhile.
+
+        A failed reload keeps the current model and reports the error (`ReloadOutcome.error`).
+        """
+        with self._reload_lock:
+            previous = self._served
+            try:
+                if not force and not self._needs_load():
+                    self.last_error = None
+                    return ReloadOutcome(False, previous, previous)
+                fresh = self._load_from_uri() if previous is not None else self._resolve_and_load()
+            except Exception as exc:
+                self.last_error = f"reload failed, still serving the previous model: {exc}"
+                logger.warning("%s", self.last_error)
+                return ReloadOutcome(False, previous, previous, error=str(exc))
+            self._swap(fresh)
+            self.last_error = None
+            changed = previous is None or (fresh.version, fresh.source) != (previous.version, previous.source)
+            return ReloadOutcome(changed, previous, fresh)
+
+    # ---- background poll -------------------------------------------------------------------------------
+    def start_polling(self) -> None:
+        """Poll the alias every `reload_poll_seconds` (0 = off) in a daemon thread."""
+        interval = self.settings.reload_poll_seconds
+        if interval <= 0 or self._poller is not None:
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll_loop, args=(interval,), name="model-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            outcome = self.reload()
+            if outcome.changed and outcome.current is not None:
+                logger.info("alias poll: now serving version %s", outcome.current.version)
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+            self._poller = None

@@ -1,0 +1,74 @@
+"""API settings, read from the environment when `get_settings()` is called (never at import time).
+
+pydantic-settings is not installed, so this is a plain pydantic model filled from env vars; tests build
+`Settings(...)` directly and override the `get_settings` dependency.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from market_master import settings as mm_settings
+
+DEFAULT_ALIAS = "Production"
+
+
+class Settings(BaseModel):
+    """Everything the API reads from its environment."""
+
+    model_uri: str = Field(
+        default_factory=lambda: f"models:/{mm_settings.MODEL_NAME}@{DEFAULT_ALIAS}",
+        description="MODEL_URI: model to serve; a `models:/name@alias` URI is re-resolved on reload.",
+    )
+    tracking_uri: str = Field(description="MLFLOW_TRACKING_URI (default: sqlite under the data root).")
+    data_root: Path = Field(description="MARKET_MASTER_HOME (default: the repo's data/).")
+    admin_token: str | None = Field(
+        default=None, description="MM_API_ADMIN_TOKEN: bearer token for POST /admin/reload (unset: 403)."
+    )
+    reload_poll_seconds: float = Field(
+        default=30.0, ge=0, description="MM_API_RELOAD_POLL_SECONDS: alias poll interval, 0 = off."
+    )
+    max_bars: int = Field(default=500, ge=1, description="MM_API_MAX_BARS: cap on bars in POST /predict.")
+    history_bars: int = Field(
+        default=64,
+        ge=1,
+        description="MM_API_HISTORY_BARS: stored bars read per symbol for GET /predict/component "
+        "(raised to the model's warm-up + 1 when smaller).",
+    )
+
+    @property
+    def partitions_root(self) -> Path:
+        return self.data_root / "partitions"
+
+    @property
+    def local_model_dir(self) -> Path:
+        return self.data_root / "models" / "production"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def get_settings() -> Settings:
+    """Build the settings from the current environment."""
+    root = mm_settings.data_root()
+    values: dict[str, object] = {
+        "tracking_uri": mm_settings.default_tracking_uri(root),
+        "data_root": root,
+    }
+    env_map = {
+        "MODEL_URI": "model_uri",
+        "MM_API_ADMIN_TOKEN": "admin_token",
+        "MM_API_RELOAD_POLL_SECONDS": "reload_poll_seconds",
+        "MM_API_MAX_BARS": "max_bars",
+        "MM_API_HISTORY_BARS": "history_bars",
+    }
+    for env_name, field in env_map.items():
+        value = _env(env_name)
+        if value is not None:
+            values[field] = value
+    return Settings(**values)

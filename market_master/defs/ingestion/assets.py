@@ -1,0 +1,121 @@
+"""Ingestion: index weights and hourly bars (one Parquet slice per trading-hour partition)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from market_master.defs.ingestion.checks import BAR_CHECK_SPECS, check_results_for
+from market_master.defs.partitions import hourly_partitions
+from market_master.defs.resources import MarketDataResource, StorageResource
+from market_master.lib import calendar
+from market_master.lib.bars import normalize_bars, run_bar_checks
+from market_master.lib.sources import DataSourceError
+from market_master.lib.weights import embedded_top10, load_holdings_csv, normalize_weights
+
+
+class IndexWeightsConfig(dg.Config):
+    holdings_csv: str | None = Field(
+        default=None, description="holdings CSV (symbol, weight_pct|weight[, as_of]); default: embedded top-10 QQQ"
+    )
+
+
+@dg.asset(group_name="ingestion", kinds={"json"})
+def index_weights(
+    context: dg.AssetExecutionContext,
+    config: IndexWeightsConfig,
+    market_data: MarketDataResource,
+    storage: StorageResource,
+) -> dg.MaterializeResult:
+    """Index weights normalised over the configured universe; unused and missing symbols are reported."""
+    if config.holdings_csv:
+        history = load_holdings_csv(config.holdings_csv)
+        snapshots = history.snapshots
+    else:
+        snapshots = [embedded_top10()]
+    universe = list(market_data.symbols)
+    normalized = [normalize_weights(s, universe) for s in snapshots]
+    latest = normalized[-1]
+    payload = {
+        "universe": universe,
+        "source": snapshots[-1].source,
+        "snapshots": [
+            {"as_of": str(n.as_of), "weights": n.weights, "missing_weight": n.missing_weight} for n in normalized
+        ],
+    }
+    path = storage.write_json("index_weights", payload)
+    if latest.missing_weight:
+        context.log.warning(f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": str(latest.as_of),
+            "n_snapshots": len(normalized),
+            "source": snapshots[-1].source,
+            "weights": dg.MetadataValue.md(
+                pd.Series(latest.weights, name="weight").round(4).to_frame().to_markdown()
+            ),
+            "missing_weight": dg.MetadataValue.json(latest.missing_weight),
+            "outside_universe_weight": float(latest.outside_universe_weight),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
+
+
+@dg.asset(
+    group_name="ingestion",
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    check_specs=BAR_CHECK_SPECS,
+    kinds={"parquet"},
+)
+def hourly_bars(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    """Completed 1-hour OHLCV bars of every universe symbol, one slice per trading-hour partition.
+
+    Rows are stored as they came (bad ones too, so nothing is lost); the blocking checks stop downstream
+    assets in the same run and name the offending rows. Rows whose timestamp is no partition key (out of
+    session) go to a quarantine file named in the metadata.
+    """
+    keys = context.partition_keys
+    start, end = calendar.key_to_timestamp(keys[0]), calendar.key_to_timestamp(keys[-1])
+    symbols = list(market_data.symbols)
+    try:
+        bars = normalize_bars(market_data.get_source().fetch(symbols, start, end))
+    except DataSourceError as exc:
+        raise dg.Failure(f"market data source {market_data.source!r} failed: {exc}") from exc
+    store = storage.partitions()
+    row_keys = bars["timestamp"].dt.strftime(calendar.PARTITION_FMT)
+    in_range = row_keys.isin(set(keys))
+    quarantined = bars[~in_range]
+    quarantine_path = None
+    if len(quarantined):
+        quarantine_path = storage.path("quarantine", "hourly_bars", f"{keys[0]}__{keys[-1]}.parquet")
+        quarantined.to_parquet(quarantine_path)
+    grouped = dict(tuple(bars[in_range].groupby(row_keys[in_range], sort=False)))
+    empty = bars.iloc[0:0]
+    non_trading = []
+    for key in keys:
+        part = grouped.get(key, empty)
+        if part.empty and not calendar.is_trading_bar(calendar.key_to_timestamp(key)):
+            non_trading.append(key)
+        store.write("hourly_bars", key, part.reset_index(drop=True))
+    outcomes = run_bar_checks(bars, expected_symbols=symbols)
+    context.log.info(f"hourly_bars: {len(bars)} bars, {len(keys)} partitions ({keys[0]} .. {keys[-1]})")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(bars),
+            "partitions": len(keys),
+            "first_partition": keys[0],
+            "last_partition": keys[-1],
+            "symbols": dg.MetadataValue.json(sorted(bars["symbol"].unique().tolist())),
+            "source": market_data.source,
+            "non_trading_partitions (holiday / half-day afternoon)": dg.MetadataValue.json(non_trading[:50]),
+            "n_non_trading_partitions": len(non_trading),
+            "quarantined_out_of_session_rows": len(quarantined),
+            "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
+        },
+        check_results=check_results_for(outcomes),
+    )

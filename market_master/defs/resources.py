@@ -1,0 +1,83 @@
+"""Typed, swappable resources: market data source, runtime storage, MLflow tracking/registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from market_master import settings
+from market_master.lib.sources import MarketDataSource, get_source
+from market_master.lib.storage import PartitionStore
+from market_master.lib.weights import DEFAULT_UNIVERSE
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Where bars come from: `synthetic` (embedded, offline default), `yfinance` (live) or `csv` (a directory)."""
+
+    source: str = Field(default="synthetic", description="synthetic | yfinance | csv")
+    symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
+    seed: int = 42
+    predictability: float = Field(default=0.5, description="synthetic only: planted reversal strength, 0 = random walk")
+    csv_dir: str | None = Field(default=None, description="csv only: directory of <SYMBOL>_1h.csv files")
+    csv_timezone: str = "America/New_York"
+
+    def get_source(self) -> MarketDataSource:
+        if self.source == "synthetic":
+            return get_source("synthetic", seed=self.seed, predictability=self.predictability)
+        if self.source == "csv":
+            if not self.csv_dir:
+                raise dg.Failure("market_data.source is 'csv' but market_data.csv_dir is not set")
+            return get_source("csv", directory=self.csv_dir, timezone=self.csv_timezone)
+        if self.source == "yfinance":
+            return get_source("yfinance")
+        raise dg.Failure(f"unknown market_data.source {self.source!r}: use synthetic, yfinance or csv")
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Runtime files under the data root (MARKET_MASTER_HOME, default ./data of the repo)."""
+
+    root: str | None = Field(default=None, description="data root; default settings.data_root()")
+
+    def root_path(self) -> Path:
+        return Path(self.root).resolve() if self.root else settings.data_root()
+
+    def partitions(self) -> PartitionStore:
+        return PartitionStore(self.root_path() / "partitions")
+
+    def path(self, *parts: str) -> Path:
+        p = self.root_path().joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        target = self.path("state", f"{name}.json")
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        os.replace(tmp, target)
+        return target
+
+    def read_json(self, name: str) -> Any:
+        target = self.root_path() / "state" / f"{name}.json"
+        if not target.exists():
+            raise dg.Failure(f"{target} does not exist: materialize the asset that writes {name!r} first")
+        return json.loads(target.read_text())
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + registry. Default: local sqlite + artifacts under the data root;
+    MLFLOW_TRACKING_URI (or `tracking_uri`) points it at a server instead."""
+
+    tracking_uri: str | None = None
+    experiment_name: str = settings.EXPERIMENT_NAME
+    model_name: str = settings.MODEL_NAME
+
+    def uri(self) -> str:
+        return self.tracking_uri or settings.default_tracking_uri()
+
+    def artifact_location(self) -> str | None:
+        return None if self.uri().startswith("http") else settings.default_artifact_location()

@@ -1,0 +1,337 @@
+"""Backtest of the hourly index decision, Sharpe with a stated factor, PSR, DSR, validation-only sweep.
+
+Conventions (also in docs/signal_and_backtest.md):
+
+* The decision at hour t is known once bar t (the bar STARTING at t) has closed. It sets the position
+  BUY +1, SELL -1, HOLD 0, held over the NEXT bar: from close(t) to close(next bar). ``proxy_returns`` is
+  therefore a Series indexed by the decision hour t whose value is that forward close-to-close return
+  (``forward_returns`` builds it from bars). The 15:30 (or half-day 12:30) bar's forward return spans the
+  night: a position held at the close carries the overnight gap.
+* Costs: ``cost_bps`` basis points per unit of position change, charged on the bar the change happens
+  (entering +1 from flat costs 1 unit, flipping -1 -> +1 costs 2). The start is flat.
+* Annualisation: ``BARS_PER_YEAR = 1764`` = 7 regular-session hourly bars x 252 sessions, the bars that
+  are actually traded in a year. Using 8,760 (24 x 365 clock hours) would scale an hourly Sharpe by
+  sqrt(8760 / 1764) ~ 2.2x too much. The factor used is stored in every result.
+* PSR / DSR after Bailey & Lopez de Prado ("The Sharpe Ratio Efficient Frontier", 2012; "The Deflated
+  Sharpe Ratio", 2014), on the per-bar (non-annualised) Sharpe, skewness and kurtosis adjusted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib.signal import BUY, HOLD, SELL, decide, normalize_snapshot
+
+BARS_PER_YEAR = 1764  # 7 x 252 regular-session hourly bars; NOT 8,760 (would overstate Sharpe ~2.2x)
+EULER_MASCHERONI = 0.5772156649015329
+POSITION_OF = {BUY: 1.0, SELL: -1.0, HOLD: 0.0}
+_N = NormalDist()
+
+
+def default_threshold_grid() -> list[tuple[float, float]]:
+    """(buy, sell) pairs for the validation sweep: 6 x 6 = 36 trials, always sell < buy."""
+    levels = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
+    return [(b, -s) for b in levels for s in levels]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def sharpe_ratio(returns: Sequence[float] | pd.Series | np.ndarray, periods_per_year: float = BARS_PER_YEAR) -> float:
+    """Annualised Sharpe: mean / std (ddof=1) x sqrt(periods_per_year). NaN if < 2 returns or std 0."""
+    r = np.asarray(returns, dtype=float)
+    if r.size < 2:
+        return float("nan")
+    sd = r.std(ddof=1)
+    if not np.isfinite(sd) or sd == 0:
+        return float("nan")
+    return float(r.mean() / sd * math.sqrt(periods_per_year))
+
+
+def _moments(r: np.ndarray) -> tuple[float, float, float]:
+    """Per-period Sharpe (population std), skewness and (non-excess) kurtosis, as in Bailey & LdP."""
+    mu = r.mean()
+    sd = r.std(ddof=0)
+    if sd == 0 or not np.isfinite(sd):
+        return float("nan"), float("nan"), float("nan")
+    z = (r - mu) / sd
+    return float(mu / sd), float((z**3).mean()), float((z**4).mean())
+
+
+def probabilistic_sharpe_ratio(returns: Sequence[float] | pd.Series | np.ndarray, sr_benchmark: float = 0.0) -> float:
+    """PSR(SR*) = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2)).
+
+    SR is the per-period (NOT annualised) Sharpe of ``returns``, ``sr_benchmark`` is per-period too,
+    g3 the skewness and g4 the kurtosis (3 for a normal). Probability that the true Sharpe exceeds SR*.
+    NaN for fewer than 3 returns or zero variance.
+    """
+    r = np.asarray(returns, dtype=float)
+    if r.size < 3:
+        return float("nan")
+    sr, g3, g4 = _moments(r)
+    if not np.isfinite(sr):
+        return float("nan")
+    denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2
+    if denom <= 0:
+        return float("nan")
+    return float(_N.cdf((sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)))
+
+
+def expected_max_sharpe(n_trials: int, trials_sr_variance: float) -> float:
+    """E[max SR] of N independent trials with zero true Sharpe (Euler-Mascheroni approximation).
+
+    SR0 = sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e))); 0 for a single trial.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if trials_sr_variance < 0 or not math.isfinite(trials_sr_variance):
+        raise ValueError(f"trials_sr_variance must be finite and >= 0, got {trials_sr_variance}")
+    if n_trials == 1:
+        return 0.0
+    g = EULER_MASCHERONI
+    return math.sqrt(trials_sr_variance) * (
+        (1 - g) * _N.inv_cdf(1 - 1 / n_trials) + g * _N.inv_cdf(1 - 1 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(
+    returns: Sequence[float] | pd.Series | np.ndarray, n_trials: int, trials_sr_variance: float
+) -> float:
+    """DSR = PSR(SR0) with SR0 = expected max per-period Sharpe of ``n_trials`` trials.
+
+    ``trials_sr_variance`` is the variance across the trials of their per-period (non-annualised) Sharpe.
+    """
+    return probabilistic_sharpe_ratio(returns, expected_max_sharpe(n_trials, trials_sr_variance))
+
+
+def per_period_sharpe(returns: Sequence[float] | pd.Series | np.ndarray) -> float:
+    """Per-bar Sharpe with population std (the SR that PSR/DSR use); NaN for zero variance."""
+    r = np.asarray(returns, dtype=float)
+    if r.size < 2:
+        return float("nan")
+    return _moments(r)[0]
+
+
+def max_drawdown(returns: Sequence[float] | pd.Series | np.ndarray) -> float:
+    """Largest peak-to-trough loss of the compounded equity (start 1.0) as a positive fraction."""
+    r = np.asarray(returns, dtype=float)
+    if r.size == 0:
+        return 0.0
+    equity = np.concatenate([[1.0], np.cumprod(1.0 + r)])
+    peaks = np.maximum.accumulate(equity)
+    return float((1.0 - equity / peaks).max())
+
+
+# ---------------------------------------------------------------- returns
+
+
+def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
+    """Close-to-close return from bar t to the symbol's next bar, indexed by t (last bar: NaN).
+
+    ``bars`` are canonical bars (``symbol, timestamp, close`` ...); with ``symbol`` only that symbol.
+    """
+    frame = bars if symbol is None else bars[bars["symbol"] == symbol]
+    if symbol is not None and frame.empty:
+        raise ValueError(f"no bars for proxy symbol {symbol!r}")
+    if frame["symbol"].nunique() > 1:
+        raise ValueError(f"forward_returns needs one symbol, got {sorted(frame['symbol'].unique())}")
+    frame = frame.sort_values("timestamp")
+    close = frame["close"].to_numpy(dtype=float)
+    fwd = np.full(close.shape, np.nan)
+    fwd[:-1] = close[1:] / close[:-1] - 1.0
+    return pd.Series(fwd, index=pd.DatetimeIndex(frame["timestamp"], name="hour"), name="forward_return")
+
+
+def weighted_constituent_returns(
+    bars: pd.DataFrame, weights: Mapping[str, float] | pd.Series
+) -> pd.Series:
+    """Index proxy: sum_i w_i r_i(t) of the constituents' forward returns, indexed by hour t.
+
+    Weights are renormalised at each hour over the weighted symbols that have a forward return there
+    (a symbol missing its next bar does not count as a zero return). Hours without any: NaN.
+    """
+    snap = normalize_snapshot(weights)
+    sub = bars[bars["symbol"].isin(list(snap))]
+    if sub.empty:
+        raise ValueError(f"no bars for any weighted symbol {sorted(snap)}")
+    sub = sub.sort_values(["symbol", "timestamp"])
+    close = sub["close"].to_numpy(dtype=float)
+    sym = sub["symbol"].to_numpy()
+    fwd = np.full(close.shape, np.nan)
+    same = sym[1:] == sym[:-1]
+    fwd[:-1] = np.where(same, close[1:] / close[:-1] - 1.0, np.nan)
+    w = sub["symbol"].map(snap).to_numpy(dtype=float)
+    has = np.isfinite(fwd)
+    frame = pd.DataFrame(
+        {
+            "hour": sub["timestamp"].reset_index(drop=True),
+            "wr": np.where(has, fwd * w, 0.0),
+            "w": np.where(has, w, 0.0),
+        }
+    )
+    g = frame.groupby("hour", sort=True)[["wr", "w"]].sum()
+    out = (g["wr"] / g["w"].where(g["w"] > 0)).rename("forward_return")
+    out.index = pd.DatetimeIndex(out.index, name="hour")
+    return out
+
+
+# ---------------------------------------------------------------- backtest
+
+
+@dataclass
+class BacktestResult:
+    """Per-bar frame + metrics for the signal, buy-and-hold and always-flat over the same bars."""
+
+    frame: pd.DataFrame
+    metrics: dict[str, dict[str, float]]
+    annualization_factor: float
+    cost_bps: float
+    n_unpriced: int
+    notes: list[str] = field(default_factory=list)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """One row per strategy (signal, buy_and_hold, flat), metric columns."""
+        return pd.DataFrame(self.metrics).T.rename_axis("strategy")
+
+
+def _metrics(positions: np.ndarray, fwd: np.ndarray, cost_bps: float, factor: float) -> tuple[dict, np.ndarray]:
+    prev = np.concatenate([[0.0], positions[:-1]])
+    change = np.abs(positions - prev)
+    net = positions * fwd - change * cost_bps / 1e4
+    n = net.size
+    total = float(np.prod(1.0 + net) - 1.0) if n else 0.0
+    years = n / factor if n else float("nan")
+    ann = float((1.0 + total) ** (1.0 / years) - 1.0) if n and total > -1 else float("nan")
+    active = positions != 0
+    gross = positions * fwd
+    sd = net.std(ddof=1) if n > 1 else float("nan")
+    metrics = {
+        "total_return": total,
+        "annualized_return": ann,
+        "annualized_volatility": float(sd * math.sqrt(factor)) if n > 1 else float("nan"),
+        "sharpe": sharpe_ratio(net, factor),
+        "psr": probabilistic_sharpe_ratio(net),
+        "max_drawdown": max_drawdown(net),
+        "hit_rate": float((gross[active] > 0).mean()) if active.any() else float("nan"),
+        "turnover_per_year": float(change.sum() / n * factor) if n else 0.0,
+        "exposure": float(np.abs(positions).mean()) if n else 0.0,
+        "n_bars": float(n),
+        "n_position_changes": float((change > 0).sum()),
+        "annualization_factor": float(factor),
+    }
+    return metrics, net
+
+
+def run_backtest(
+    signal: pd.DataFrame,
+    proxy_returns: pd.Series,
+    cost_bps: float = 1.0,
+    periods_per_year: float = BARS_PER_YEAR,
+) -> BacktestResult:
+    """Trade ``signal`` (columns ``hour, decision``) against ``proxy_returns`` (forward returns by hour).
+
+    Hours whose forward return is unknown (the window's last bar, a proxy gap) cannot be traded: they are
+    excluded from all three strategies and counted in ``n_unpriced``; hours of the proxy without a
+    decision are not traded either. Raises on an unknown decision or a negative cost.
+    """
+    if cost_bps < 0 or not math.isfinite(cost_bps):
+        raise ValueError(f"cost_bps must be finite and >= 0, got {cost_bps}")
+    if {"hour", "decision"} - set(signal.columns):
+        raise ValueError("signal needs columns 'hour' and 'decision'")
+    bad = ~signal["decision"].isin(list(POSITION_OF))
+    if bad.any():
+        raise ValueError(f"unknown decisions {signal.loc[bad, ['hour', 'decision']].head(5).to_dict('records')}")
+    sig = signal.sort_values("hour")
+    hours = pd.DatetimeIndex(sig["hour"])
+    if hours.has_duplicates:
+        raise ValueError(f"signal has duplicate hours, e.g. {list(hours[hours.duplicated()][:3])}")
+    fwd_all = proxy_returns.reindex(hours).to_numpy(dtype=float)
+    priced = np.isfinite(fwd_all)
+    n_unpriced = int((~priced).sum())
+    pos_all = sig["decision"].map(POSITION_OF).to_numpy(dtype=float)
+    pos, fwd, hrs = pos_all[priced], fwd_all[priced], hours[priced]
+    notes = []
+    if n_unpriced:
+        notes.append(f"{n_unpriced} decision hour(s) without a next-bar proxy return were not traded")
+
+    metrics, frames = {}, {}
+    for name, p in (("signal", pos), ("buy_and_hold", np.ones_like(fwd)), ("flat", np.zeros_like(fwd))):
+        m, net = _metrics(p, fwd, cost_bps, periods_per_year)
+        metrics[name] = m
+        frames[name] = net
+    frame = pd.DataFrame(
+        {
+            "hour": hrs,
+            "decision": sig["decision"].to_numpy()[priced],
+            "position": pos,
+            "proxy_return": fwd,
+            "strategy_return": frames["signal"],
+            "buy_and_hold_return": frames["buy_and_hold"],
+            "flat_return": frames["flat"],
+        }
+    )
+    for name in ("strategy", "buy_and_hold", "flat"):
+        frame[f"{name}_equity"] = np.cumprod(1.0 + frame[f"{name}_return"].to_numpy())
+    return BacktestResult(
+        frame=frame,
+        metrics=metrics,
+        annualization_factor=float(periods_per_year),
+        cost_bps=float(cost_bps),
+        n_unpriced=n_unpriced,
+        notes=notes,
+    )
+
+
+def sweep_thresholds(
+    wss_valid: pd.Series | pd.DataFrame,
+    proxy_valid: pd.Series,
+    grid: Iterable[tuple[float, float]] | None = None,
+    cost_bps: float = 1.0,
+    periods_per_year: float = BARS_PER_YEAR,
+) -> tuple[float, float, pd.DataFrame]:
+    """Pick (buy, sell) maximising the after-cost Sharpe on VALIDATION data only.
+
+    ``wss_valid``: a Series of WSS indexed by hour, or the ``compute_wss`` frame (``hour, wss``). The
+    caller must pass only validation hours; nothing here sees the test window. Always-flat trials score
+    Sharpe 0 (no risk, no return). Ties go to the first grid entry. ``table`` has one row per trial with
+    ``sharpe``, ``per_bar_sharpe`` (for the DSR trial variance), return, turnover and exposure.
+    """
+    if isinstance(wss_valid, pd.DataFrame):
+        wss = pd.Series(wss_valid["wss"].to_numpy(dtype=float), index=pd.DatetimeIndex(wss_valid["hour"]))
+    else:
+        wss = wss_valid.astype(float)
+    if wss.empty:
+        raise ValueError("sweep_thresholds got an empty validation WSS series")
+    pairs = list(grid) if grid is not None else default_threshold_grid()
+    if not pairs:
+        raise ValueError("sweep_thresholds got an empty grid")
+    rows = []
+    hours = wss.index
+    for buy, sell in pairs:
+        decisions = decide(wss.to_numpy(), buy, sell)
+        res = run_backtest(pd.DataFrame({"hour": hours, "decision": decisions}), proxy_valid, cost_bps, periods_per_year)
+        m = res.metrics["signal"]
+        net = res.frame["strategy_return"].to_numpy()
+        sr = m["sharpe"]
+        rows.append(
+            {
+                "buy": float(buy),
+                "sell": float(sell),
+                "sharpe": 0.0 if not np.isfinite(sr) and m["exposure"] == 0 else sr,
+                "per_bar_sharpe": per_period_sharpe(net) if m["exposure"] > 0 else 0.0,
+                "total_return": m["total_return"],
+                "turnover_per_year": m["turnover_per_year"],
+                "exposure": m["exposure"],
+                "n_bars": m["n_bars"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    score = table["sharpe"].fillna(-np.inf).to_numpy()
+    best = int(np.argmax(score))
+    return float(table.loc[best, "buy"]), float(table.loc[best, "sell"]), table

@@ -1,0 +1,245 @@
+"""Causal, vectorised bar features for all symbols at once.
+
+One numpy pass over the canonical bar frame (sorted by symbol, timestamp). Every window feature is a
+finite trailing window of at most `MAX_LOOKBACK` bars computed with strided views (no cumulative sums),
+so the value at row t depends only on the bars t-14 .. t of the same symbol: deleting or changing later
+bars (or other symbols) leaves it bit-for-bit unchanged, and serving from the latest W bars reproduces the
+training features exactly. Rows whose window would cross into another symbol are exactly the first
+`warmup` bars of each symbol; they are flagged `warmup=True` and their features are NaN.
+
+Session awareness: `bar_of_day` counts hours from the 09:30 open; `is_last_bar_of_day` comes from the XNYS
+calendar (the 15:30 bar, or 12:30 on a half-day, lasts half an hour and its next return spans the night).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib import calendar
+
+# Longest trailing window any feature reads, in bars (RSI/ATR over 14 returns need 15 bars).
+MAX_LOOKBACK = 15
+WARMUP_DEFAULT = 16
+WARMUP_MIN = MAX_LOOKBACK
+WARMUP_MAX = 60
+
+FEATURE_COLUMNS: list[str] = [
+    "ret_1",
+    "ret_3",
+    "ret_6",
+    "ret_12",
+    "ret_mean_12",
+    "vol_6",
+    "vol_12",
+    "vol_ratio_6_12",
+    "ret_z_1",
+    "rsi_14",
+    "ma_ratio_4_12",
+    "atr_ratio_14",
+    "tr_ratio_14",
+    "bb_width_12",
+    "bb_pctb_12",
+    "range_hl_c",
+    "body_pos",
+    "gap_open",
+    "dist_high_12",
+    "dist_low_12",
+    "volume_z_12",
+    "bar_of_day",
+    "is_last_bar_of_day",
+]
+
+OUTPUT_KEY_COLUMNS = ["symbol", "timestamp", "close"]
+_PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature settings stored inside every model. `warmup`: bars per symbol without a signal."""
+
+    warmup: int = WARMUP_DEFAULT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.warmup, int | np.integer) or isinstance(self.warmup, bool):
+            raise TypeError(f"FeatureConfig.warmup must be an int, got {type(self.warmup).__name__}")
+        if not WARMUP_MIN <= self.warmup <= WARMUP_MAX:
+            raise ValueError(
+                f"FeatureConfig.warmup={self.warmup} outside [{WARMUP_MIN}, {WARMUP_MAX}] "
+                f"(features read up to {MAX_LOOKBACK} bars)"
+            )
+
+    def to_dict(self) -> dict:
+        return {"warmup": int(self.warmup)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureConfig:
+        return cls(warmup=int(data["warmup"]))
+
+
+
+def _lag(x: np.ndarray, k: int) -> np.ndarray:
+    """x shifted down by k rows (NaN on top); rows crossing into another symbol are warm-up rows."""
+    if k == 0:
+        return x
+    out = np.empty_like(x)
+    out[:k] = np.nan
+    out[k:] = x[:-k]
+    return out
+
+
+def _diff(x: np.ndarray, k: int) -> np.ndarray:
+    """x[t] - x[t-k] (NaN for t < k)."""
+    out = np.empty_like(x)
+    out[:k] = np.nan
+    np.subtract(x[k:], x[:-k], out=out[k:])
+    return out
+
+
+def _wreduce(x: np.ndarray, n: int, op: np.ufunc) -> np.ndarray:
+    """op (add / maximum / minimum) over the trailing n rows x[t-n+1] .. x[t]; NaN for t < n-1.
+
+    Built by doubling (windows of 1, 2, 4, 8 ... combined by the bits of n): O(log n) contiguous vector
+    passes, and the same operations in the same order for every row, so a row's value never depends on its
+    position in the frame or on later rows (unlike a global cumulative sum).
+    """
+    powers = {1: x}
+    size = 1
+    while size * 2 <= n:
+        p = powers[size]
+        doubled = p.copy()
+        op(doubled[size:], p[:-size], out=doubled[size:])
+        powers[size * 2] = doubled
+        size *= 2
+    out = None
+    covered = 0
+    for size in sorted(powers, reverse=True):
+        if n - covered >= size:
+            if out is None:
+                out = powers[size].copy()
+            else:
+                op(out[covered:], powers[size][:-covered], out=out[covered:])
+            covered += size
+    out[: n - 1] = np.nan
+    return out
+
+
+def _mean(x: np.ndarray, n: int) -> np.ndarray:
+    return _wreduce(x, n, np.add) / n
+
+
+def _std(x: np.ndarray, n: int, mean: np.ndarray | None = None) -> np.ndarray:
+    """Population standard deviation over the trailing n rows (from windowed sums of x and x^2)."""
+    m = _mean(x, n) if mean is None else mean
+    var = _wreduce(x * x, n, np.add) / n - m * m
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """num / den with `fill` where den == 0 (NaN stays NaN)."""
+    out = num / den
+    out[den == 0] = fill
+    return out
+
+
+def session_flags(timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(bar_of_day, is_last_bar_of_day) per row from the XNYS calendar; raises on non-bar timestamps."""
+    index = pd.DatetimeIndex(timestamps)
+    if index.tz is None:
+        raise ValueError("compute_features: timestamp must be tz-aware (America/New_York)")
+    bar_of_day = calendar.bar_of_day(index)
+    # Only the 7th bar (15:30) or a half-day's 4th bar (12:30) can end a session: ask the calendar for those.
+    is_last = bar_of_day == calendar.MAX_BARS_PER_SESSION - 1
+    maybe = np.flatnonzero(bar_of_day == 3)
+    is_last[maybe] = calendar.is_last_bar_of_session(index[maybe])
+    return bar_of_day.astype(np.float64), is_last
+
+
+def _check_bars(bars: pd.DataFrame) -> None:
+    missing = [c for c in ["symbol", "timestamp", *_PRICE_COLUMNS] if c not in bars.columns]
+    if missing:
+        raise ValueError(f"compute_features: bars lack columns {missing}")
+    if len(bars) == 0:
+        return
+    sym = bars["symbol"].to_numpy()
+    ts = pd.DatetimeIndex(bars["timestamp"]).asi8
+    same = sym[1:] == sym[:-1]
+    order_bad = same & (ts[1:] <= ts[:-1])
+    if order_bad.any():
+        rows = (np.flatnonzero(order_bad) + 1)[:5].tolist()
+        raise ValueError(f"compute_features: bars not sorted by (symbol, timestamp) / duplicated at rows {rows}")
+    starts = np.flatnonzero(np.r_[True, ~same])
+    if len(pd.unique(sym[starts])) != len(starts):
+        raise ValueError("compute_features: a symbol's bars are not contiguous (sort by symbol, timestamp)")
+
+
+def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) -> pd.DataFrame:
+    """Features per bar: same rows and order as `bars`; `symbol, timestamp, close, *FEATURE_COLUMNS, warmup`."""
+    config = config or FeatureConfig()
+    _check_bars(bars)
+    n = len(bars)
+    if n == 0:
+        empty = {col: np.array([], dtype=np.float64) for col in FEATURE_COLUMNS}
+        return pd.DataFrame(
+            {"symbol": bars["symbol"].to_numpy(), "timestamp": bars["timestamp"].array, "close": []}
+            | empty
+            | {"warmup": np.array([], dtype=bool)}
+        )
+
+    o, h, lo, c, v = (bars[col].to_numpy(np.float64) for col in _PRICE_COLUMNS)
+    sym = bars["symbol"].to_numpy()
+    new_group = np.r_[True, sym[1:] != sym[:-1]]
+    starts = np.flatnonzero(new_group)
+    warm = np.zeros(n, dtype=bool)
+    for start in starts:  # a spill past a short group stays inside the next group's own warm-up
+        warm[start : start + config.warmup] = True
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lc = np.log(c)
+        c_prev = _lag(c, 1)
+        r1 = _diff(lc, 1)
+        f: dict[str, np.ndarray] = {}
+        f["ret_1"] = r1
+        for k in (3, 6, 12):
+            f[f"ret_{k}"] = _diff(lc, k)
+        f["ret_mean_12"] = _mean(r1, 12)
+        f["vol_6"] = _std(r1, 6)
+        f["vol_12"] = _std(r1, 12)
+        f["vol_ratio_6_12"] = _safe_div(f["vol_6"], f["vol_12"], 1.0)
+        f["ret_z_1"] = _safe_div(r1, f["vol_12"])
+        gain_w = _wreduce(np.maximum(r1, 0.0), 14, np.add)
+        loss_w = _wreduce(np.maximum(-r1, 0.0), 14, np.add)
+        f["rsi_14"] = 100.0 * _safe_div(gain_w, gain_w + loss_w, 0.5)
+        ma12 = _mean(c, 12)
+        f["ma_ratio_4_12"] = _mean(c, 4) / ma12 - 1.0
+        tr = np.maximum(h - lo, np.maximum(np.abs(h - c_prev), np.abs(lo - c_prev)))
+        atr = _mean(tr, 14)
+        f["atr_ratio_14"] = atr / c
+        f["tr_ratio_14"] = _safe_div(tr, atr, 1.0)
+        sd12 = _std(c, 12, ma12)
+        f["bb_width_12"] = 4.0 * sd12 / ma12
+        f["bb_pctb_12"] = _safe_div(c - (ma12 - 2.0 * sd12), 4.0 * sd12, 0.5)
+        f["range_hl_c"] = (h - lo) / c
+        f["body_pos"] = _safe_div(c - o, h - lo)
+        f["gap_open"] = np.log(o) - np.log(c_prev)
+        f["dist_high_12"] = lc - np.log(_wreduce(h, 12, np.maximum))
+        f["dist_low_12"] = lc - np.log(_wreduce(lo, 12, np.minimum))
+        lv = np.log1p(np.maximum(v, 0.0))
+        f["volume_z_12"] = _safe_div(lv - _mean(lv, 12), _std(lv, 12))
+    bar_of_day, is_last = session_flags(bars["timestamp"])
+    f["bar_of_day"] = bar_of_day
+    f["is_last_bar_of_day"] = is_last.astype(np.float64)
+
+    block = np.empty((len(FEATURE_COLUMNS), n))
+    for i, col in enumerate(FEATURE_COLUMNS):
+        block[i] = f[col]
+    for start in starts:
+        block[:, start : start + config.warmup] = np.nan
+    out = pd.DataFrame(block.T, columns=FEATURE_COLUMNS, copy=False)
+    out.insert(0, "symbol", sym)
+    out.insert(1, "timestamp", bars["timestamp"].array)
+    out.insert(2, "close", c)
+    out["warmup"] = warm
+    return out

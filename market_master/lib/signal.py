@@ -1,0 +1,161 @@
+"""Weighted Sentiment Score (WSS): per-symbol actions x index weights -> one BUY/SELL/HOLD per hour.
+
+WSS(hour) = sum_i score_i * w_i / sum_i w_i over the weighted symbols whose prediction at that hour has
+status ``ok`` (scores from ``labels.SCORES``: strong_buy +2 ... strong_sell -2). Weights are first
+normalised over the snapshot as given (``covered_weight`` is the share of that normalised weight that had
+an ``ok`` prediction), then renormalised over the covered symbols, so WSS stays in [-2, +2] when a symbol
+is missing. No covered symbol -> ``wss`` NaN, decision HOLD and a ``reason``.
+
+Decision: BUY if wss >= buy_threshold, SELL if wss <= sell_threshold, else HOLD (both edges inclusive).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib.labels import SCORES
+
+BUY, SELL, HOLD = "BUY", "SELL", "HOLD"
+SIGNAL_COLUMNS = (
+    "hour",
+    "wss",
+    "decision",
+    "covered_weight",
+    "n_predicted",
+    "n_symbols",
+    "missing_symbols",
+    "unweighted_symbols",
+    "reason",
+)
+
+WeightsLike = Union[Mapping[str, float], pd.Series, Callable[[pd.Timestamp], Mapping[str, float]]]
+
+
+def validate_thresholds(buy_threshold: float, sell_threshold: float) -> None:
+    """Raise ValueError unless both thresholds are finite and sell < buy."""
+    for name, value in (("buy_threshold", buy_threshold), ("sell_threshold", sell_threshold)):
+        if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not sell_threshold < buy_threshold:
+        raise ValueError(
+            f"sell_threshold ({sell_threshold}) must be strictly below buy_threshold ({buy_threshold})"
+        )
+
+
+def decide(wss: pd.Series | np.ndarray, buy_threshold: float, sell_threshold: float) -> np.ndarray:
+    """Vectorised decision rule: BUY if wss >= buy, SELL if wss <= sell, else HOLD (NaN -> HOLD)."""
+    validate_thresholds(buy_threshold, sell_threshold)
+    values = np.asarray(wss, dtype=float)
+    out = np.full(values.shape, HOLD, dtype=object)
+    with np.errstate(invalid="ignore"):
+        out[values >= buy_threshold] = BUY
+        out[values <= sell_threshold] = SELL
+    return out
+
+
+def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "weights") -> dict[str, float]:
+    """Validate one weights snapshot and scale it to sum 1 (zero weights are dropped as unweighted)."""
+    series = pd.Series(dict(weights) if not isinstance(weights, pd.Series) else weights, dtype=float)
+    if series.index.has_duplicates:
+        dup = sorted(series.index[series.index.duplicated()].astype(str).unique())
+        raise ValueError(f"{where}: duplicate symbols {dup}")
+    bad = series[~np.isfinite(series.to_numpy()) | (series.to_numpy() < 0)]
+    if len(bad):
+        raise ValueError(f"{where}: weights must be finite and >= 0, offending: {bad.to_dict()}")
+    series = series[series > 0]
+    if series.empty or series.sum() <= 0:
+        raise ValueError(f"{where}: no positive weight in the snapshot")
+    return (series / series.sum()).to_dict()
+
+
+def _weights_frame(hours: pd.Index, weights: WeightsLike) -> pd.DataFrame:
+    """Long frame (hour, symbol, weight) with each hour's normalised snapshot."""
+    if callable(weights) and not isinstance(weights, (Mapping, pd.Series)):
+        parts = []
+        for hour in hours:
+            snap = normalize_snapshot(weights(hour), where=f"weights at {hour}")
+            parts.append(pd.DataFrame({"hour": hour, "symbol": list(snap), "weight": list(snap.values())}))
+        if not parts:
+            return pd.DataFrame({"hour": pd.Series(dtype=object), "symbol": [], "weight": []})
+        return pd.concat(parts, ignore_index=True)
+    snap = normalize_snapshot(weights)
+    symbols = np.array(list(snap), dtype=object)
+    w = np.array(list(snap.values()), dtype=float)
+    return pd.DataFrame(
+        {
+            "hour": hours.repeat(len(symbols)),
+            "symbol": np.tile(symbols, len(hours)),
+            "weight": np.tile(w, len(hours)),
+        }
+    )
+
+
+def _join_sorted(values: pd.Series) -> str:
+    return ",".join(sorted(values))
+
+
+def compute_wss(
+    predictions: pd.DataFrame,
+    weights: WeightsLike,
+    buy_threshold: float = 0.5,
+    sell_threshold: float = -0.5,
+) -> pd.DataFrame:
+    """One row per hour of ``predictions``: WSS, decision and coverage (see module docstring).
+
+    ``predictions`` needs ``hour, symbol, status, action`` (the ``predict_hours`` table). ``weights`` is a
+    single snapshot (dict / Series symbol -> weight) or a callable ``hour -> snapshot`` for point-in-time
+    weights. ``missing_symbols`` (weighted, no ``ok`` prediction) and ``unweighted_symbols`` (predicted but
+    without weight) are comma-separated, sorted symbol lists ("" when none).
+    """
+    validate_thresholds(buy_threshold, sell_threshold)
+    required = {"hour", "symbol", "status", "action"}
+    absent = required - set(predictions.columns)
+    if absent:
+        raise ValueError(f"predictions lack columns {sorted(absent)}")
+    dup = predictions.duplicated(["hour", "symbol"])
+    if dup.any():
+        raise ValueError(f"predictions have duplicate (hour, symbol) rows: {predictions.loc[dup, ['hour', 'symbol']].head(5).to_dict('records')}")
+    ok = predictions["status"].eq("ok")
+    unknown = ok & ~predictions["action"].isin(list(SCORES))
+    if unknown.any():
+        rows = predictions.loc[unknown, ["hour", "symbol", "action"]].head(5).to_dict("records")
+        raise ValueError(f"ok predictions with an action outside {list(SCORES)}: {rows}")
+
+    hours = pd.Index(pd.unique(predictions["hour"])).sort_values()
+    wf = _weights_frame(hours, weights)
+    preds = predictions[["hour", "symbol", "status", "action"]]
+    merged = wf.merge(preds, on=["hour", "symbol"], how="outer")
+    merged["weight"] = merged["weight"].fillna(0.0)
+    is_ok = merged["status"].eq("ok").to_numpy()
+    weighted = merged["weight"].to_numpy() > 0
+    score = merged["action"].map(SCORES).to_numpy(dtype=float)
+
+    covered = is_ok & weighted
+    merged["_cw"] = np.where(covered, merged["weight"].to_numpy(), 0.0)
+    merged["_sw"] = np.where(covered, score * merged["weight"].to_numpy(), 0.0)
+    merged["_cov"] = covered
+    merged["_weighted"] = weighted
+    g = merged.groupby("hour", sort=True)
+    out = pd.DataFrame(
+        {
+            "covered_weight": g["_cw"].sum(),
+            "_sw": g["_sw"].sum(),
+            "n_predicted": g["_cov"].sum().astype(int),
+            "n_symbols": g["_weighted"].sum().astype(int),
+        }
+    )
+    missing = merged.loc[weighted & ~is_ok].groupby("hour")["symbol"].agg(_join_sorted)
+    unweighted = merged.loc[~weighted & merged["status"].notna().to_numpy()].groupby("hour")["symbol"].agg(_join_sorted)
+    out["missing_symbols"] = missing.reindex(out.index).fillna("")
+    out["unweighted_symbols"] = unweighted.reindex(out.index).fillna("")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["wss"] = np.where(out["covered_weight"] > 0, out["_sw"] / out["covered_weight"], np.nan)
+    out["decision"] = decide(out["wss"], buy_threshold, sell_threshold)
+    out["reason"] = np.where(out["n_predicted"] == 0, "no weighted symbol with an ok prediction", "")
+    out = out.reindex(hours).rename_axis("hour").reset_index()
+    return out[list(SIGNAL_COLUMNS)]

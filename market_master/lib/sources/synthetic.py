@@ -1,0 +1,169 @@
+"""Seeded 1-hour bar simulator with a planted, known amount of short-term predictability.
+
+Every path is simulated from a fixed `epoch` (2022-01-03) on the XNYS bar grid, so any sub-range equals
+the same range of a longer fetch; a symbol's path depends only on (seed, symbol) through a stable hash,
+the market factor only on the seed.
+
+Model, per symbol i and bar t (log returns; k = bar of day, s_k an intraday U-shaped volatility factor):
+
+    z_t        i.i.d. Student-t (5 dof), unit variance, clipped to +-8    (idiosyncratic shock)
+    sigma2_t = omega + a * sigma2_{t-1} * z_{t-1}^2 + b * sigma2_{t-1}  (GARCH(1,1), a=0.06, b=0.90)
+    v_t      = s_k * sigma_t                                             (current volatility)
+    m_t      = market factor, same GARCH/Student-t construction, seeded by `seed` alone
+    r_t      = beta_i * m_t + v_t * z_t + mu_t                            (open -> close)
+    mu_t     = -KAPPA * predictability * z_{t-1} * v_t                    (planted reversal)
+    gap_t    = beta_i * g_t + u_t on the first bar of a session, else 0   (previous close -> open)
+
+so E[r_t | past] = -KAPPA * predictability * z_{t-1} * v_t: a reversal of the previous standardised
+idiosyncratic shock, scaled by the current volatility. With KAPPA = 0.65 the correlation of the next
+bar's close-to-close return (divided by v_t) with z_{t-1} is about -0.25 at predictability 0.5 (and
+-0.45 at 1.0); at predictability 0 the returns have no dependence on the past in their mean (only
+volatility clusters). Bars: open_t = close_{t-1} * exp(gap_t), close_t = open_t * exp(r_t), high/low
+extend max/min(open, close) by exponential wicks of size ~ v_t / 2, volume follows an intraday U-shape
+times lognormal noise times (1 + 0.5 |z_t|).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib.bars import BAR_COLUMNS
+from market_master.lib.calendar import TimeLike, bar_of_day, to_timestamp, trading_bars
+
+KAPPA = 0.65
+T_DOF = 5.0
+GARCH_A = 0.06
+GARCH_B = 0.90
+SHOCK_CLIP = 8.0
+MARKET_VOL = 0.003
+MARKET_GAP_VOL = 0.003
+INTRADAY_VOL = np.array([1.35, 1.05, 0.9, 0.85, 0.85, 0.95, 1.1])
+INTRADAY_VOLUME = np.array([2.0, 1.3, 1.0, 0.85, 0.85, 1.0, 1.6])
+
+_STREAM_SHOCK, _STREAM_GAP, _STREAM_WICK, _STREAM_VOLUME, _STREAM_PARAMS = range(5)
+
+
+def stable_hash(text: str) -> int:
+    """A process-independent 63-bit hash (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 1
+
+
+def _std_t(rng: np.random.Generator, n: int) -> np.ndarray:
+    z = rng.standard_t(T_DOF, size=n) * np.sqrt((T_DOF - 2.0) / T_DOF)
+    return np.clip(z, -SHOCK_CLIP, SHOCK_CLIP)
+
+
+def _garch_sigma(z: np.ndarray, unconditional_var: np.ndarray) -> np.ndarray:
+    """sigma_t for shocks z of shape (n, k): sigma2_t = omega + (a z_{t-1}^2 + b) sigma2_{t-1}."""
+    omega = unconditional_var * (1.0 - GARCH_A - GARCH_B)
+    coef = GARCH_A * z**2 + GARCH_B
+    sig2 = np.empty_like(z)
+    sig2[0] = unconditional_var
+    for t in range(1, len(z)):
+        sig2[t] = omega + coef[t - 1] * sig2[t - 1]
+    return np.sqrt(sig2)
+
+
+def _tile_timestamps(index: pd.DatetimeIndex, times: int) -> pd.DatetimeIndex:
+    ns = np.tile(index.tz_convert("UTC").as_unit("ns").asi8, times)
+    return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC").tz_convert(index.tz)
+
+
+@dataclass(frozen=True)
+class SimulatedPaths:
+    """Bars plus the hidden state that generated them (rows aligned with `bars`)."""
+
+    bars: pd.DataFrame
+    shock: np.ndarray
+    volatility: np.ndarray
+
+
+class SyntheticSource:
+    """Deterministic simulator; `fetch` returns canonical bars for any range after `epoch`."""
+
+    name = "synthetic"
+
+    def __init__(self, seed: int = 42, predictability: float = 0.5, epoch: TimeLike = "2022-01-03") -> None:
+        if not 0.0 <= predictability <= 1.5:
+            raise ValueError(f"predictability must be in [0, 1.5], got {predictability}")
+        self.seed = int(seed)
+        self.predictability = float(predictability)
+        self.epoch = to_timestamp(epoch)
+
+    def fetch(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """Canonical bars for `symbols` with start <= bar start <= end."""
+        return self.simulate(symbols, start, end).bars
+
+    def simulate(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> SimulatedPaths:
+        """Bars plus the standardised shocks z_t and current volatilities v_t behind them."""
+        start_ts = to_timestamp(start)
+        if start_ts < self.epoch:
+            raise ValueError(f"start {start_ts} precedes the simulation epoch {self.epoch}")
+        syms = sorted(dict.fromkeys(str(s) for s in symbols))
+        if not syms:
+            raise ValueError("no symbols requested")
+        grid = trading_bars(self.epoch, end)
+        keep = np.asarray(grid >= start_ts)
+        n_all, n_keep = len(grid), int(keep.sum())
+        if n_keep == 0:
+            bars = pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS})
+            bars["symbol"] = bars["symbol"].astype(object)
+            bars["timestamp"] = pd.DatetimeIndex([], tz=grid.tz)
+            return SimulatedPaths(bars, np.empty(0), np.empty(0))
+        k = bar_of_day(grid)
+        first = k == 0
+        season = INTRADAY_VOL[k][:, None]
+
+        m_rng = np.random.default_rng([self.seed, 0, _STREAM_SHOCK])
+        e = _std_t(m_rng, n_all)[:, None]
+        m = season * _garch_sigma(e, np.array([MARKET_VOL**2])) * e
+        g_rng = np.random.default_rng([self.seed, 0, _STREAM_GAP])
+        g = np.where(first[:, None], MARKET_GAP_VOL * _std_t(g_rng, n_all)[:, None], 0.0)
+
+        z, u, wick, vnoise = (np.empty((n_all, len(syms))) for _ in range(4))
+        wick2 = np.empty((n_all, len(syms)))
+        beta, idio_vol, price0, base_volume = (np.empty(len(syms)) for _ in range(4))
+        for j, sym in enumerate(syms):
+            h = stable_hash(sym)
+            p = np.random.default_rng([self.seed, h, _STREAM_PARAMS]).random(5)
+            beta[j] = 0.8 + 0.4 * p[0]
+            idio_vol[j] = 0.003 + 0.003 * p[1]
+            price0[j] = 20.0 + 480.0 * p[2]
+            base_volume[j] = 10 ** (5.5 + 1.5 * p[3])
+            gap_vol = 0.003 + 0.003 * p[4]
+            z[:, j] = _std_t(np.random.default_rng([self.seed, h, _STREAM_SHOCK]), n_all)
+            u[:, j] = gap_vol * _std_t(np.random.default_rng([self.seed, h, _STREAM_GAP]), n_all)
+            w = np.random.default_rng([self.seed, h, _STREAM_WICK]).standard_exponential((n_all, 2))
+            wick[:, j], wick2[:, j] = w[:, 0], w[:, 1]
+            vnoise[:, j] = np.random.default_rng([self.seed, h, _STREAM_VOLUME]).standard_normal(n_all)
+
+        vol = season * _garch_sigma(z, idio_vol**2)
+        z_prev = np.vstack([np.zeros((1, len(syms))), z[:-1]])
+        mu = -KAPPA * self.predictability * z_prev * vol
+        r = beta * m + vol * z + mu
+        gap = np.where(first[:, None], beta * g + u, 0.0)
+        gap[0] = 0.0
+        log_close = np.log(price0) + np.cumsum(gap + r, axis=0)
+        close = np.exp(log_close)
+        open_ = np.exp(log_close - r)
+        high = np.maximum(open_, close) * np.exp(0.5 * vol * wick)
+        low = np.minimum(open_, close) * np.exp(-0.5 * vol * wick2)
+        volume = np.round(
+            base_volume * INTRADAY_VOLUME[k][:, None] * np.exp(0.3 * vnoise) * (1.0 + 0.5 * np.abs(z))
+        )
+
+        n_sym = len(syms)
+        cols = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+        bars = pd.DataFrame(
+            {
+                "symbol": np.repeat(np.array(syms, dtype=object), n_keep),
+                "timestamp": _tile_timestamps(grid[keep], n_sym),
+                **{c: a[keep].T.reshape(-1) for c, a in cols.items()},
+            }
+        )
+        return SimulatedPaths(bars[BAR_COLUMNS], z[keep].T.reshape(-1), vol[keep].T.reshape(-1))

@@ -1,0 +1,120 @@
+"""Per-partition Parquet slices: one file per (asset, partition key), written atomically and idempotently.
+
+Layout: `<root>/<asset>/<quoted key>.parquet` (the key is URL-quoted so ':' never reaches a file name).
+A write goes to a temporary file in the same folder, then `os.replace` swaps it in: readers see either
+the old slice or the new one, never half a file; writing the same key again overwrites it whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pandas as pd
+
+from market_master.lib.calendar import TimeLike, key_to_timestamp, partition_key, to_timestamp
+
+SUFFIX = ".parquet"
+
+
+class PartitionNotFoundError(KeyError):
+    """No stored slice for (asset, key)."""
+
+    def __init__(self, asset: str, key: str, path: Path) -> None:
+        self.asset, self.key, self.path = asset, key, path
+        super().__init__(f"asset {asset!r} has no partition {key!r} (looked at {path})")
+
+
+class PartitionStore:
+    """Parquet slices under `root`, one folder per asset."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def _asset_dir(self, asset: str) -> Path:
+        if not asset or "/" in asset or "\\" in asset or asset in (".", ".."):
+            raise ValueError(f"invalid asset name {asset!r}")
+        return self.root / asset
+
+    def path(self, asset: str, key: str) -> Path:
+        """File holding the slice of `asset` at `key`."""
+        if not key:
+            raise ValueError("empty partition key")
+        return self._asset_dir(asset) / (quote(key, safe="-_.") + SUFFIX)
+
+    def write(self, asset: str, key: str, df: pd.DataFrame) -> Path:
+        """Write `df` as the whole slice of (asset, key), atomically; returns the file path."""
+        target = self.path(asset, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SUFFIX)
+        os.close(fd)
+        try:
+            df.reset_index(drop=True).to_parquet(tmp, index=False)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def write_many(self, asset: str, df: pd.DataFrame, key_column: str) -> list[str]:
+        """Split `df` by `key_column` and write each group as its own slice.
+
+        The key column may hold partition keys (str) or bar-start timestamps (turned into keys).
+        Returns the keys written, sorted.
+        """
+        if key_column not in df.columns:
+            raise KeyError(f"key column {key_column!r} not in {list(df.columns)}")
+        values = df[key_column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            keys = pd.DatetimeIndex(values).tz_convert("America/New_York").strftime("%Y-%m-%d-%H:%M")
+            keys = pd.Series(keys, index=df.index)
+        else:
+            keys = values.astype(str)
+        written = []
+        for key, group in df.groupby(keys, sort=True):
+            self.write(asset, str(key), group)
+            written.append(str(key))
+        return written
+
+    def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
+        """Concatenate the slices of `keys` in the given order; raises PartitionNotFoundError for a missing one."""
+        frames = []
+        for key in keys:
+            path = self.path(asset, key)
+            if not path.exists():
+                raise PartitionNotFoundError(asset, key, path)
+            frames.append(pd.read_parquet(path))
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def read_between(self, asset: str, start_ts: TimeLike, end_ts: TimeLike) -> pd.DataFrame:
+        """All slices whose key timestamp lies in [start_ts, end_ts] (keys in `%Y-%m-%d-%H:%M`)."""
+        lo, hi = to_timestamp(start_ts), to_timestamp(end_ts)
+        keys = [k for k in self.keys(asset) if lo <= key_to_timestamp(k) <= hi]
+        return self.read(asset, keys)
+
+    def keys(self, asset: str) -> list[str]:
+        """Stored keys of `asset`, sorted (chronological for time keys)."""
+        folder = self._asset_dir(asset)
+        if not folder.exists():
+            return []
+        return sorted(
+            unquote(p.name[: -len(SUFFIX)]) for p in folder.glob("*" + SUFFIX) if not p.name.startswith(".tmp-")
+        )
+
+    def latest_key(self, asset: str) -> str | None:
+        """The last stored key, or None when the asset has none."""
+        keys = self.keys(asset)
+        return keys[-1] if keys else None
+
+    def exists(self, asset: str, key: str) -> bool:
+        return self.path(asset, key).exists()
+
+
+def key_for(ts: TimeLike) -> str:
+    """Partition key of a bar start (re-exported for callers that only import storage)."""
+    return partition_key(ts)
