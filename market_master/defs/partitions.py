@@ -7,8 +7,6 @@ Holidays and half-day afternoons are keys too (the cron cannot know them): such 
 slice, and the calendar (`lib.calendar`) says why in the metadata.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from market_master.lib.calendar import PARTITION_FMT, TZ

@@ -1,7 +1,5 @@
 """Typed, swappable resources: market data source, runtime storage, MLflow tracking/registry."""
 
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path

@@ -207,7 +207,8 @@ def _metrics(positions: np.ndarray, fwd: np.ndarray, cost_bps: float, factor: fl
     n = net.size
     total = float(np.prod(1.0 + net) - 1.0) if n else 0.0
     years = n / factor if n else float("nan")
-    ann = float((1.0 + total) ** (1.0 / years) - 1.0) if n and total > -1 else float("nan")
+    with np.errstate(over="ignore"):
+        ann = float(np.expm1(np.log1p(total) / years)) if n and total > -1 else float("nan")
     active = positions != 0
     gross = positions * fwd
     sd = net.std(ddof=1) if n > 1 else float("nan")

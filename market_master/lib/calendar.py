@@ -116,6 +116,11 @@ def _check_in_range(ns: int) -> None:
         )
 
 
+def range_bounds(start: TimeLike, end: TimeLike) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Inclusive [start, end] as New York Timestamps; a date-only `end` is extended to the end of its day."""
+    return to_timestamp(start), _from_ns(np.array([_to_ns(end, end_of_day=True)]))[0]
+
+
 def trading_bars(start: TimeLike, end: TimeLike) -> pd.DatetimeIndex:
     """Bar starts b with start <= b <= end (a date-only `end` covers that whole day), tz New York."""
     table = _table()

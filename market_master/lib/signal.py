@@ -59,7 +59,12 @@ def decide(wss: pd.Series | np.ndarray, buy_threshold: float, sell_threshold: fl
 
 
 def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "weights") -> dict[str, float]:
-    """Validate one weights snapshot and scale it to sum 1 (zero weights are dropped as unweighted)."""
+    """Validate one weights snapshot and scale it to sum 1 (zero weights are dropped as unweighted).
+
+    Accepts a mapping / Series or an object with a ``weights`` mapping (``lib.weights.WeightsSnapshot``).
+    """
+    if not isinstance(weights, (Mapping, pd.Series)) and isinstance(getattr(weights, "weights", None), Mapping):
+        weights = weights.weights
     series = pd.Series(dict(weights) if not isinstance(weights, pd.Series) else weights, dtype=float)
     if series.index.has_duplicates:
         dup = sorted(series.index[series.index.duplicated()].astype(str).unique())
@@ -75,7 +80,7 @@ def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "w
 
 def _weights_frame(hours: pd.Index, weights: WeightsLike) -> pd.DataFrame:
     """Long frame (hour, symbol, weight) with each hour's normalised snapshot."""
-    if callable(weights) and not isinstance(weights, (Mapping, pd.Series)):
+    if callable(weights) and not isinstance(weights, (Mapping, pd.Series)) and not hasattr(weights, "weights"):
         parts = []
         for hour in hours:
             snap = normalize_snapshot(weights(hour), where=f"weights at {hour}")

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
-from market_master.lib.calendar import TimeLike, key_to_timestamp, partition_key, to_timestamp
+from market_master.lib.calendar import PARTITION_FMT, TZ, TimeLike, key_to_timestamp, to_timestamp
 
 SUFFIX = ".parquet"
 
@@ -69,8 +69,9 @@ class PartitionStore:
             raise KeyError(f"key column {key_column!r} not in {list(df.columns)}")
         values = df[key_column]
         if pd.api.types.is_datetime64_any_dtype(values):
-            keys = pd.DatetimeIndex(values).tz_convert("America/New_York").strftime("%Y-%m-%d-%H:%M")
-            keys = pd.Series(keys, index=df.index)
+            stamps = pd.DatetimeIndex(values)
+            stamps = stamps.tz_localize(TZ) if stamps.tz is None else stamps.tz_convert(TZ)
+            keys = pd.Series(stamps.strftime(PARTITION_FMT), index=df.index)
         else:
             keys = values.astype(str)
         written = []
@@ -92,8 +93,11 @@ class PartitionStore:
         return pd.concat(frames, ignore_index=True)
 
     def read_between(self, asset: str, start_ts: TimeLike, end_ts: TimeLike) -> pd.DataFrame:
-        """All slices whose key timestamp lies in [start_ts, end_ts] (keys in `%Y-%m-%d-%H:%M`)."""
-        lo, hi = to_timestamp(start_ts), to_timestamp(end_ts)
+        """All slices whose key timestamp lies in [start_ts, end_ts] (keys in `%Y-%m-%d-%H:%M`).
+
+        The bounds may be timestamps or partition keys themselves.
+        """
+        lo, hi = _bound(start_ts), _bound(end_ts)
         keys = [k for k in self.keys(asset) if lo <= key_to_timestamp(k) <= hi]
         return self.read(asset, keys)
 
@@ -115,6 +119,11 @@ class PartitionStore:
         return self.path(asset, key).exists()
 
 
-def key_for(ts: TimeLike) -> str:
-    """Partition key of a bar start (re-exported for callers that only import storage)."""
-    return partition_key(ts)
+
+def _bound(value: TimeLike) -> pd.Timestamp:
+    if isinstance(value, str):
+        try:
+            return key_to_timestamp(value)
+        except ValueError:
+            pass
+    return to_timestamp(value)

@@ -1,7 +1,5 @@
 """The feature table: lib.features.compute_features over each partition plus a causal look-back."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field

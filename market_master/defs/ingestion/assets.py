@@ -1,7 +1,5 @@
 """Ingestion: index weights and hourly bars (one Parquet slice per trading-hour partition)."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field

@@ -5,8 +5,6 @@ step wrote) so one single-run backfill evaluates them once over its whole range.
 downstream assets; completeness is a warning (e.g. Yahoo omits the 12:30 half-day bar).
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from market_master.lib.bars import CheckOutcome

@@ -1,0 +1,192 @@
+"""The per-request prediction path: bar windows in, next-bar class probabilities out.
+
+Concurrent requests are micro-batched (leader/follower, no extra thread): the first request to arrive
+while no batch is running becomes the leader, takes every pending window, runs ONE `compute_features`
+call and ONE `ComponentModel.predict_proba` call for all of them, and hands each follower its row. This
+is the same feature and model code as `lib.prediction.predict_hours` (the tests check equality to 1e-9);
+it only amortises the fixed pandas/sklearn overhead (~3 ms per call) over the requests in flight.
+
+In the shared feature pass each window gets its own pseudo-symbol (`w0000`, `w0001` ...), so windows
+never read each other's bars (features are per symbol); the real symbol is restored for the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib.calendar import TZ, next_bar_start
+from market_master.lib.features import compute_features
+from market_master.lib.labels import CLASSES
+
+_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class BarWindow:
+    """Bars of one symbol, oldest first: `ts_ns` UTC nanoseconds (strictly increasing), `values` (n, 5)
+    open, high, low, close, volume."""
+
+    symbol: str
+    ts_ns: np.ndarray
+    values: np.ndarray
+    history_bars_used: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def tail(self, n: int) -> BarWindow:
+        """The last `n` bars (features of the last bar read at most MAX_LOOKBACK bars, so this is exact)."""
+        if len(self) <= n:
+            return self
+        extra = max(0, self.history_bars_used - (len(self) - n))
+        return BarWindow(self.symbol, self.ts_ns[-n:], self.values[-n:], extra)
+
+    def frame(self, label: str | None = None) -> pd.DataFrame:
+        """Canonical bars frame of the window (symbol replaced by `label` if given)."""
+        return _frame(
+            np.full(len(self), label or self.symbol, dtype=object), self.ts_ns, self.values
+        )
+
+
+def _frame(symbols: np.ndarray, ts_ns: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    stamps = pd.DatetimeIndex(ts_ns.view("M8[ns]")).tz_localize("UTC").tz_convert(TZ)
+    data: dict[str, Any] = {"symbol": symbols, "timestamp": stamps}
+    for j, col in enumerate(_VALUE_COLUMNS):
+        data[col] = values[:, j]
+    return pd.DataFrame(data)
+
+
+class FeatureError(ValueError):
+    """The window's last bar has non-finite features (e.g. prices so extreme that the maths overflows)."""
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    symbol: str
+    probabilities: np.ndarray  # (5,) CLASSES order
+    bar_time: pd.Timestamp
+    timestamp_next: pd.Timestamp
+
+    @property
+    def action(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+
+def predict_windows(model: Any, windows: list[BarWindow]) -> list[WindowPrediction | Exception]:
+    """Predict the LAST bar of every window with one feature pass and one predict_proba call.
+
+    Every window must hold at least warm-up + 1 bars. Per-window failures come back as exceptions in
+    that window's slot, so one bad window never fails the others.
+    """
+    if not windows:
+        return []
+    labels = [f"w{i:05d}" for i in range(len(windows))]
+    lengths = np.array([len(w) for w in windows])
+    bars = _frame(
+        np.repeat(np.array(labels, dtype=object), lengths),
+        np.concatenate([w.ts_ns for w in windows]),
+        np.vstack([w.values for w in windows]),
+    )
+    feats = compute_features(bars, model.feature_config)
+    last = np.cumsum(lengths) - 1
+    rows = feats.iloc[last].reset_index(drop=True)
+    rows["symbol"] = np.array([w.symbol for w in windows], dtype=object)
+    cols = list(model.feature_columns)
+    x = rows[cols].to_numpy(np.float64)
+    finite = np.isfinite(x).all(axis=1) & ~rows["warmup"].to_numpy(bool)
+    out: list[WindowPrediction | Exception] = [
+        FeatureError(
+            f"the features of the last bar ({rows['timestamp'].iloc[i].isoformat()}) are not finite "
+            f"{[c for c, v in zip(cols, x[i], strict=True) if not np.isfinite(v)][:5]}: the prices are too "
+            "extreme (or the window is shorter than warm-up + 1)"
+        )
+        for i in range(len(windows))
+    ]
+    ok = np.flatnonzero(finite)
+    if len(ok):
+        probs = np.asarray(model.predict_proba(rows.iloc[ok].reset_index(drop=True)), dtype=float)
+        for j, i in enumerate(ok):
+            bar_time = rows["timestamp"].iloc[i]
+            out[i] = WindowPrediction(windows[i].symbol, probs[j], bar_time, next_bar_start(bar_time))
+    return out
+
+
+class _Item:
+    __slots__ = ("model", "window", "result", "done")
+
+    def __init__(self, model: Any, window: BarWindow) -> None:
+        self.model = model
+        self.window = window
+        self.result: WindowPrediction | Exception | None = None
+        self.done = False
+
+
+class PredictBatcher:
+    """Leader/follower micro-batching of `predict_windows` across request threads."""
+
+    def __init__(self, max_batch: int = 64) -> None:
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Item] = []
+        self._busy = False
+        self.batches = 0
+        self.items = 0
+
+    def predict(self, model: Any, window: BarWindow) -> WindowPrediction:
+        """Predict the window's last bar; raises the window's own error (FeatureError, ValueError ...)."""
+        item = _Item(model, window)
+        with self._cond:
+            self._pending.append(item)
+            while not item.done and self._busy:
+                self._cond.wait()
+            if item.done:
+                return _unwrap(item)
+            self._busy = True
+            others = [it for it in self._pending if it is not item]
+            batch, self._pending = [item, *others[: self.max_batch - 1]], others[self.max_batch - 1 :]
+        try:
+            self._run(batch)
+        finally:
+            with self._cond:
+                for it in batch:
+                    it.done = True
+                self._busy = False
+                self.batches += 1
+                self.items += len(batch)
+                self._cond.notify_all()
+        return _unwrap(item)
+
+    @staticmethod
+    def _run(batch: list[_Item]) -> None:
+        groups: dict[int, list[_Item]] = {}
+        for it in batch:
+            groups.setdefault(id(it.model), []).append(it)
+        for items in groups.values():
+            try:
+                results = predict_windows(items[0].model, [it.window for it in items])
+            except Exception:  # one window broke the shared pass: isolate it
+                results = []
+                for it in items:
+                    try:
+                        results.extend(predict_windows(it.model, [it.window]))
+                    except Exception as exc:
+                        results.append(exc)
+            for it, res in zip(items, results, strict=True):
+                it.result = res
+
+
+def _unwrap(item: _Item) -> WindowPrediction:
+    if isinstance(item.result, Exception):
+        raise item.result
+    if item.result is None:
+        raise RuntimeError("prediction batch finished without a result")
+    return item.result

@@ -1,0 +1,150 @@
+"""GET /predict/component (latest stored history) and POST /predict (bars in the body)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import BatcherDep, ServedModelDep, SettingsDep, StoreDep
+from api.errors import ApiError
+from api.inference import BarWindow, FeatureError, WindowPrediction
+from api.model_service import ServedModel
+from api.schemas import ComponentPredictionPublic, ErrorPublic, PredictionPublic, PredictRequest
+from api.store_service import HOURLY_BARS
+from api.windows import check_window, complete_from_history, history_window, window_from_request
+from market_master.lib.labels import CLASSES
+from market_master.lib.weights import DEFAULT_UNIVERSE
+
+router = APIRouter(tags=["predict"])
+
+_ERRORS = {
+    404: {"model": ErrorPublic, "description": "unknown symbol / nothing stored"},
+    422: {"model": ErrorPublic, "description": "invalid bars, too few or too many bars"},
+    503: {"model": ErrorPublic, "description": "no model loaded"},
+}
+
+
+def known_symbols(served: ServedModel) -> frozenset[str]:
+    """Symbols the served model was trained on (the default universe if the model does not say)."""
+    return served.symbols or frozenset(DEFAULT_UNIVERSE)
+
+
+def _check_symbol(symbol: str, served: ServedModel, field: str = "symbol") -> str:
+    sym = symbol.strip().upper()
+    known = known_symbols(served)
+    if sym not in known:
+        raise ApiError(
+            404, "unknown_symbol", f"unknown symbol {sym!r}: the served model knows {sorted(known)}",
+            field=field, reason="not one of the model's trained symbols",
+        )  # fmt: skip
+    return sym
+
+
+def _predict(batcher, served: ServedModel, window: BarWindow) -> WindowPrediction:
+    try:
+        return batcher.predict(served.model, window.tail(served.min_bars))
+    except FeatureError as exc:
+        raise ApiError(422, "invalid_bars", str(exc), field="bars", reason="non-finite features") from exc
+
+
+def _public(pred: WindowPrediction, served: ServedModel, window: BarWindow, **extra) -> dict:
+    probs = {c: float(p) for c, p in zip(CLASSES, pred.probabilities, strict=True)}
+    return {
+        "symbol": pred.symbol,
+        "action": pred.action,
+        "probabilities": probs,
+        "confidence": pred.confidence,
+        "bar_time": pred.bar_time.isoformat(),
+        "timestamp_next": pred.timestamp_next.isoformat(),
+        "model_name": served.name,
+        "model_version": served.version,
+        "model_alias": served.alias,
+        "bars_used": min(len(window), served.min_bars),
+        **extra,
+    }
+
+
+def _stored_window(store, settings, served: ServedModel, symbol: str) -> tuple[str, BarWindow | None]:
+    latest = store.latest_key(HOURLY_BARS)
+    if latest is None:
+        raise ApiError(
+            404, "nothing_stored", f"no hourly_bars stored under {store.root}: run the pipeline first",
+        )  # fmt: skip
+    history = store.history(max(settings.history_bars, served.min_bars))
+    frame = history.by_symbol.get(symbol) if history is not None else None
+    return latest, (history_window(symbol, frame) if frame is not None and len(frame) else None)
+
+
+@router.get("/predict/component", response_model=ComponentPredictionPublic, responses=_ERRORS)
+def predict_component(
+    symbol: Annotated[str, Query(min_length=1, max_length=12, description="Constituent ticker", examples=["NVDA"])],
+    served: ServedModelDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
+) -> dict:
+    """Latest prediction for one constituent from its latest stored hourly bars (the LAST bar is predicted)."""
+    sym = _check_symbol(symbol, served)
+    latest, window = _stored_window(store, settings, served, sym)
+
+    def build() -> dict:
+        have = 0 if window is None else len(window)
+        if window is None or have < served.min_bars:
+            raise ApiError(
+                422, "insufficient_history",
+                f"{sym}: needs {served.min_bars} stored bars (warm-up {served.warmup} + 1), has {have}",
+                field="symbol", reason=f"needs {served.min_bars} bars, has {have}",
+            )  # fmt: skip
+        used = window.tail(served.min_bars)
+        check_window(used, field_prefix="stored")
+        pred = _predict(batcher, served, used)
+        return _public(pred, served, used, latest_stored_hour=latest)
+
+    return store.memo(("component", latest, id(served), sym), build)
+
+
+@router.post("/predict", response_model=PredictionPublic, responses=_ERRORS)
+def predict(body: PredictRequest, served: ServedModelDep, store: StoreDep, settings: SettingsDep,
+            batcher: BatcherDep) -> dict:  # fmt: skip
+    """Predict the next bar after the LAST bar of `bars` (or of the bare bar completed from stored history)."""
+    bars = body.bar_list()
+    if len(bars) > settings.max_bars:
+        raise ApiError(
+            422, "too_many_bars", f"bars: {len(bars)} bars exceed the cap of {settings.max_bars} (MM_API_MAX_BARS)",
+            field="bars", reason=f"at most {settings.max_bars} bars",
+        )  # fmt: skip
+    if body.symbol is None:
+        if len(bars) < served.min_bars:
+            raise ApiError(
+                422, "insufficient_history",
+                f"bars: needs {served.min_bars} bars (warm-up {served.warmup} + 1), got {len(bars)}; give `symbol` "
+                "to complete a short window from that symbol's stored history",
+                field="bars", reason=f"needs {served.min_bars} bars, has {len(bars)}",
+            )  # fmt: skip
+        raise ApiError(
+            422, "invalid_request", "symbol: required (the model is pooled across symbols with a symbol feature)",
+            field="symbol", reason="required",
+        )  # fmt: skip
+    sym = _check_symbol(body.symbol, served)
+    window, ts_missing = window_from_request(sym, bars, allow_missing_ts=body.is_bare_bar)
+    if not ts_missing:
+        check_window(window)
+    completed = False
+    if len(window) < served.min_bars:
+        _, stored = _stored_window(store, settings, served, sym)
+        if stored is None:
+            raise ApiError(
+                422, "insufficient_history",
+                f"bars: needs {served.min_bars} bars (warm-up {served.warmup} + 1), got {len(window)}, and no "
+                f"stored bars of {sym} exist to complete them",
+                field="bars", reason=f"needs {served.min_bars} bars, has {len(window)}",
+            )  # fmt: skip
+        window = complete_from_history(window, stored, served.min_bars, ts_missing)
+        check_window(window, offset=window.history_bars_used)
+        completed = True
+    pred = _predict(batcher, served, window)
+    return _public(
+        pred, served, window, completed_from_history=completed,
+        history_bars_used=window.tail(served.min_bars).history_bars_used,
+    )  # fmt: skip

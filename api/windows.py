@@ -1,0 +1,166 @@
+"""Request bars -> a validated `BarWindow`, completed from stored history when it is too short.
+
+The hot path checks the bars with numpy (same predicates as `lib.bars.ERROR_CHECKS`); when a check fails
+the library's `validate_bars_or_raise` is run on the same bars so the error (field, reason, rows) is the
+library's own. Order is checked here too: the library sorts, a request must already be oldest first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from api.errors import ApiError
+from api.inference import BarWindow
+from api.schemas import BarRequest
+from market_master.lib.bars import BarValidationError, validate_bars_or_raise
+from market_master.lib.calendar import TZ, next_bar_start, previous_bar_start, trading_bar_mask
+
+_NY = ZoneInfo(TZ)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def parse_timestamp(text: str, field: str) -> int:
+    """ISO 8601 (with offset, or naive = America/New_York wall time) -> UTC nanoseconds."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ApiError(422, "invalid_bars", f"{field}: not an ISO 8601 timestamp: {text!r}", field=field,
+                       reason="not an ISO 8601 timestamp") from exc  # fmt: skip
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_NY)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=_NY).isoformat()
+
+
+def check_window(window: BarWindow, field_prefix: str = "bars", offset: int = 0) -> None:
+    """Raise ApiError 422 (field `bars[i].<column>`) unless the bars pass every bar check and are sorted.
+
+    `offset`: rows before it are stored history (reported as such), request rows start at it.
+    """
+    ts, v = window.ts_ns, window.values
+    o, h, lo, c, vol = v[:, 0], v[:, 1], v[:, 2], v[:, 3], v[:, 4]
+    finite = np.isfinite(v).all(axis=1)
+    bad = (
+        ~finite
+        | (v[:, :4] <= 0).any(axis=1)
+        | (vol < 0)
+        | (h < np.maximum(o, c))
+        | (lo > np.minimum(o, c))
+    )
+    unique = len(np.unique(ts)) == len(ts)
+    on_calendar = trading_bar_mask(_utc_index(ts))
+    if bad.any() or not unique or not on_calendar.all():
+        _raise_library_error(window, field_prefix, offset)
+        rows = np.flatnonzero(bad | ~on_calendar).tolist()
+        raise _window_error(422, "invalid_bars", "bar checks failed", rows, field_prefix, offset, "open")
+    order = np.flatnonzero(np.diff(ts) <= 0)
+    if len(order):
+        i = int(order[0]) + 1
+        raise _window_error(
+            422, "invalid_bars", "timestamps must be strictly increasing (oldest bar first)",
+            [i], field_prefix, offset, "timestamp",
+        )  # fmt: skip
+
+
+def _utc_index(ts: np.ndarray):
+    import pandas as pd
+
+    return pd.DatetimeIndex(ts.view("M8[ns]")).tz_localize("UTC")
+
+
+def _raise_library_error(window: BarWindow, field_prefix: str, offset: int) -> None:
+    try:
+        validate_bars_or_raise(window.frame())
+    except BarValidationError as exc:
+        raise _window_error(422, "invalid_bars", exc.reason, exc.rows, field_prefix, offset, exc.field) from exc
+
+
+def _window_error(
+    status: int, code: str, reason: str, rows: list[int], prefix: str, offset: int, column: str
+) -> ApiError:
+    first = rows[0] if rows else None
+    if first is None:
+        field = prefix
+    elif first < offset:
+        field = f"stored history of the symbol (row {first})"
+    else:
+        field = f"{prefix}[{first - offset}].{column}"
+    request_rows = [r - offset for r in rows if r >= offset]
+    where = "stored history" if first is not None and first < offset else "request"
+    return ApiError(
+        status, code, f"{field}: {reason} ({where} rows {request_rows[:10] if request_rows else rows[:10]})",
+        field=field, reason=reason, rows=request_rows or None,
+    )  # fmt: skip
+
+
+def window_from_request(symbol: str, bars: list[BarRequest], allow_missing_ts: bool) -> tuple[BarWindow, bool]:
+    """Numpy window of the request's bars. Returns (window, timestamp_missing) where a missing timestamp
+    is only allowed for the bare single bar (it is then placed after the stored history)."""
+    n = len(bars)
+    values = np.empty((n, 5), dtype=np.float64)
+    ts = np.zeros(n, dtype=np.int64)
+    missing = False
+    for i, bar in enumerate(bars):
+        values[i] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if bar.timestamp is None:
+            if not allow_missing_ts:
+                raise ApiError(
+                    422, "invalid_bars", f"bars[{i}].timestamp: required (the bar start, ISO 8601)",
+                    field=f"bars[{i}].timestamp", reason="required",
+                )  # fmt: skip
+            missing = True
+        else:
+            ts[i] = parse_timestamp(bar.timestamp, f"bars[{i}].timestamp")
+    return BarWindow(symbol, ts, values), missing
+
+
+def history_window(symbol: str, frame) -> BarWindow:
+    """Numpy window of a symbol's stored canonical bars."""
+    ts = frame["timestamp"].array.asi8.astype(np.int64)
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    return BarWindow(symbol, ts, values)
+
+
+def complete_from_history(request: BarWindow, stored: BarWindow, needed: int, ts_missing: bool) -> BarWindow:
+    """Prepend the stored bars just before the request's first bar so the window has `needed` bars.
+
+    Raises ApiError 422 when the stored bars do not reach the request contiguously or are too few.
+    """
+    if ts_missing:
+        if len(stored) == 0:
+            raise ApiError(422, "insufficient_history", f"no stored bars of {request.symbol} to place the bar after",
+                           field="timestamp", reason="no stored history")  # fmt: skip
+        placed = int(next_bar_start(_utc_index(stored.ts_ns[-1:])[0]).value)
+        request = BarWindow(request.symbol, np.array([placed], dtype=np.int64), request.values)
+    first = int(request.ts_ns[0])
+    before = stored.ts_ns < first
+    prior = BarWindow(request.symbol, stored.ts_ns[before], stored.values[before])
+    take = needed - len(request)
+    if len(prior) < take:
+        raise ApiError(
+            422, "insufficient_history",
+            f"needs {needed} bars (warm-up + 1); the request has {len(request)} and only {len(prior)} stored bars of "
+            f"{request.symbol} precede {_iso(first)}",
+            field="bars", reason=f"needs {needed} bars, has {len(request) + len(prior)}",
+        )  # fmt: skip
+    expected_prev = int(previous_bar_start(_utc_index(np.array([first]))[0]).value)
+    if int(prior.ts_ns[-1]) != expected_prev:
+        raise ApiError(
+            422, "insufficient_history",
+            f"stored bars of {request.symbol} end at {_iso(int(prior.ts_ns[-1]))} but the request starts at "
+            f"{_iso(first)}: the bar at {_iso(expected_prev)} is missing, so the window would have a gap",
+            field="bars[0].timestamp", reason="stored history does not reach the request's first bar",
+        )  # fmt: skip
+    return BarWindow(
+        request.symbol,
+        np.concatenate([prior.ts_ns[-take:], request.ts_ns]),
+        np.vstack([prior.values[-take:], request.values]),
+        history_bars_used=take,
+    )

@@ -1,0 +1,51 @@
+"""The Dagster code location (loaded by workspace.yaml). Thin: everything lives in defs/."""
+
+import dagster as dg
+
+from market_master.defs.features.assets import feature_table
+from market_master.defs.inference.assets import component_predictions, index_signal
+from market_master.defs.inference.backtest import signal_backtest
+from market_master.defs.ingestion.assets import hourly_bars, index_weights
+from market_master.defs.jobs import ALL_JOBS
+from market_master.defs.monitoring.assets import classification_quality_report, feature_drift_report
+from market_master.defs.promotion.assets import production_model
+from market_master.defs.promotion.sensors import promote_champion_when_gates_pass
+from market_master.defs.resources import MarketDataResource, MlflowResource, StorageResource
+from market_master.defs.schedules import ALL_SCHEDULES
+from market_master.defs.training.assets import candidate_models, champion_model
+from market_master.defs.training.checks import GATE_CHECKS, GateSettings
+
+ASSETS = [
+    index_weights,
+    hourly_bars,
+    feature_table,
+    candidate_models,
+    champion_model,
+    production_model,
+    component_predictions,
+    index_signal,
+    signal_backtest,
+    feature_drift_report,
+    classification_quality_report,
+]
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """Definitions with default resources (offline synthetic source, data root, local MLflow), overridable."""
+    base = {
+        "market_data": MarketDataResource(),
+        "storage": StorageResource(),
+        "mlflow": MlflowResource(),
+        "gate_settings": GateSettings(),
+    }
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=GATE_CHECKS,
+        jobs=ALL_JOBS,
+        schedules=ALL_SCHEDULES,
+        sensors=[promote_champion_when_gates_pass],
+        resources={**base, **(resources or {})},
+    )
+
+
+defs = build_definitions()

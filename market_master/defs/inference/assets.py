@@ -1,0 +1,120 @@
+"""Per-symbol predictions and the index signal, one slice per trading-hour partition."""
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from market_master.defs.inference.loading import load_production_model, weights_lookup
+from market_master.defs.partitions import hourly_partitions
+from market_master.defs.resources import MarketDataResource, MlflowResource, StorageResource
+from market_master.lib import calendar
+from market_master.lib.prediction import predict_hours
+from market_master.lib.signal import compute_wss
+from market_master.lib.tracking_signal import log_index_signal
+
+
+def _range(context: dg.AssetExecutionContext) -> tuple[list[str], pd.Timestamp, pd.Timestamp]:
+    keys = context.partition_keys
+    return keys, calendar.key_to_timestamp(keys[0]), calendar.key_to_timestamp(keys[-1])
+
+
+def _trading_hours(keys: list[str]) -> list[pd.Timestamp]:
+    stamps = [calendar.key_to_timestamp(k) for k in keys]
+    return [t for t in stamps if calendar.is_trading_bar(t)]
+
+
+def _write_by_hour(store, asset: str, frame: pd.DataFrame, keys: list[str], hour_column: str) -> None:
+    row_keys = frame[hour_column].dt.strftime(calendar.PARTITION_FMT) if len(frame) else pd.Series(dtype=str)
+    grouped = dict(tuple(frame.groupby(row_keys, sort=False))) if len(frame) else {}
+    empty = frame.iloc[0:0]
+    for key in keys:
+        store.write(asset, key, grouped.get(key, empty).reset_index(drop=True))
+
+
+@dg.asset(
+    group_name="inference",
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["feature_table", "production_model"],
+    kinds={"parquet", "mlflow"},
+)
+def component_predictions(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """For each constituent and hour: action, five probabilities, confidence, timestamp_next, model used.
+    Symbols in warm-up or without a bar get an explicit status and no action."""
+    keys, start, end = _range(context)
+    model, info = load_production_model(mlflow)
+    store = storage.partitions()
+    features = store.read_between("feature_table", start, end)
+    hours = _trading_hours(keys)
+    if features.empty and hours:
+        raise dg.Failure(f"no feature_table rows between {start} and {end}: materialize feature_table first")
+    predictions = predict_hours(features, model, hours=hours, universe=market_data.symbols, model_info=info)
+    _write_by_hour(store, "component_predictions", predictions, keys, "hour")
+    status_counts = predictions["status"].value_counts().to_dict() if len(predictions) else {}
+    last = predictions[predictions["hour"] == predictions["hour"].max()] if len(predictions) else predictions
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(predictions),
+            "hours": len(hours),
+            "status_counts": dg.MetadataValue.json({str(k): int(v) for k, v in status_counts.items()}),
+            "model": f"{info.name} v{info.version} @{info.alias}",
+            "latest_hour": dg.MetadataValue.md(
+                last[["symbol", "status", "action", "confidence"]].round(3).astype(str).to_markdown(index=False)
+            )
+            if len(last)
+            else "none",
+        }
+    )
+
+
+class IndexSignalConfig(dg.Config):
+    buy_threshold: float = Field(default=0.5, description="BUY /NQ when WSS >= this")
+    sell_threshold: float = Field(default=-0.5, description="SELL /NQ when WSS <= this")
+    universe: str = Field(default="qqq", description="name of the index universe (served at /signal/index)")
+    log_to_mlflow: bool = True
+
+
+@dg.asset(
+    group_name="inference",
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["component_predictions", "index_weights"],
+    kinds={"parquet", "mlflow"},
+)
+def index_signal(
+    context: dg.AssetExecutionContext, config: IndexSignalConfig, storage: StorageResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """Weighted Sentiment Score per hour (weights renormalised over predicted symbols) -> BUY / SELL / HOLD."""
+    keys, start, end = _range(context)
+    store = storage.partitions()
+    predictions = store.read_between("component_predictions", start, end)
+    weights_at, as_of_at, caveat = weights_lookup(storage)
+    signal = compute_wss(predictions, weights_at, config.buy_threshold, config.sell_threshold)
+    if len(signal):
+        signal["universe"] = config.universe
+        signal["weights_as_of"] = [as_of_at(h) for h in signal["hour"]]
+    _write_by_hour(store, "index_signal", signal, keys, "hour")
+    run_id = None
+    if config.log_to_mlflow and len(signal):
+        run_id = log_index_signal(mlflow.uri(), mlflow.experiment_name, signal, run_name=f"index_signal {keys[0]}..{keys[-1]}")
+    meta: dict = {"hours": len(signal), "weights_note": caveat, "mlflow_run_id": run_id or "not logged"}
+    if len(signal):
+        latest = signal.iloc[-1]
+        meta.update(
+            {
+                "wss": float(latest["wss"]) if pd.notna(latest["wss"]) else float("nan"),
+                "decision": str(latest["decision"]),
+                "covered_weight": float(latest["covered_weight"]),
+                "latest_hour": str(latest["hour"]),
+                "decisions": dg.MetadataValue.json(signal["decision"].value_counts().to_dict()),
+                "last_hours": dg.MetadataValue.md(
+                    signal[["hour", "wss", "decision", "covered_weight"]].tail(10).round(3).astype(str).to_markdown(index=False)
+                ),
+            }
+        )
+    return dg.MaterializeResult(metadata=meta)

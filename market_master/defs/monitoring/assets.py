@@ -1,0 +1,106 @@
+"""Monitoring with Evidently: feature drift (training window vs latest window) and classification quality
+on the latest labelled window. HTML under data/monitoring/, logged to MLflow, summaries as metadata."""
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from market_master.defs.inference.loading import load_production_model
+from market_master.defs.resources import MlflowResource, StorageResource
+from market_master.lib import calendar
+from market_master.lib.features import FEATURE_COLUMNS
+from market_master.lib.labels import CLASSES
+from market_master.lib.monitoring import classification_quality_report, data_drift_report, log_report_to_mlflow
+
+
+class MonitoringConfig(dg.Config):
+    window_days: int = Field(default=5, description="latest trading days compared with the training window")
+
+
+def latest_window(store, asset: str, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    key = store.latest_key(asset)
+    if key is None:
+        raise dg.Failure(f"{asset} has no stored partitions yet")
+    end = calendar.key_to_timestamp(key)
+    sessions = calendar.sessions_between(end - pd.Timedelta(days=days * 2 + 10), end)
+    return pd.Timestamp(sessions[-min(days, len(sessions))].date(), tz=calendar.TZ), end
+
+
+def _stamp(end: pd.Timestamp) -> str:
+    return end.strftime("%Y%m%d-%H%M")
+
+
+def _meta(summary: dict) -> dict:
+    out = {}
+    for k, v in summary.items():
+        out[k] = v if isinstance(v, int | float | str | bool) else dg.MetadataValue.json(v)
+    return out
+
+
+@dg.asset(group_name="monitoring", deps=["feature_table", "production_model"], kinds={"evidently", "mlflow"})
+def feature_drift_report(
+    context: dg.AssetExecutionContext, config: MonitoringConfig, storage: StorageResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """Data drift of the features: reference = the Production model's training window, current = latest window."""
+    model, info = load_production_model(mlflow)
+    store = storage.partitions()
+    ref_start, ref_end = (pd.Timestamp(t) for t in model.training_window)
+    reference = store.read_between("feature_table", ref_start, ref_end)
+    start, end = latest_window(store, "feature_table", config.window_days)
+    current = store.read_between("feature_table", start, end)
+    reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
+    html = storage.path("monitoring", f"feature_drift_{_stamp(end)}.html")
+    summary = data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
+    run_id = log_report_to_mlflow(mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}")
+    return dg.MaterializeResult(
+        metadata={
+            **_meta(summary),
+            "reference_window": f"{ref_start} .. {ref_end} ({len(reference)} rows)",
+            "current_window": f"{start} .. {end} ({len(current)} rows)",
+            "model": f"{info.name} v{info.version}",
+            "html": dg.MetadataValue.path(str(html)),
+            "mlflow_run_id": run_id,
+        }
+    )
+
+
+@dg.asset(
+    group_name="monitoring", deps=["component_predictions", "feature_table"], kinds={"evidently", "mlflow"}
+)
+def classification_quality_report(
+    context: dg.AssetExecutionContext, config: MonitoringConfig, storage: StorageResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """Realised quality of the stored predictions on the latest labelled window (labels with the
+    thresholds stored in the model that made them)."""
+    model, info = load_production_model(mlflow)
+    store = storage.partitions()
+    start, end = latest_window(store, "component_predictions", config.window_days)
+    predictions = store.read_between("component_predictions", start, end)
+    predictions = predictions[predictions["status"] == "ok"]
+    features = store.read_between("feature_table", start, end)
+    features = features.reset_index(drop=True)
+    features["label"] = model.thresholds.transform(features)
+    joined = predictions.merge(
+        features[["symbol", "timestamp", "label"]], left_on=["symbol", "hour"], right_on=["symbol", "timestamp"]
+    )
+    joined = joined[joined["label"] >= 0]
+    if joined.empty:
+        raise dg.Failure(f"no labelled predictions between {start} and {end} (the latest bar has no label yet)")
+    y_true = joined["label"].astype(int).to_numpy()
+    y_pred = joined["action"].map({c: i for i, c in enumerate(CLASSES)}).astype(int).to_numpy()
+    proba = joined[[f"p_{c}" for c in CLASSES]]
+    html = storage.path("monitoring", f"classification_quality_{_stamp(end)}.html")
+    summary = classification_quality_report(y_true, y_pred, proba, html)
+    run_id = log_report_to_mlflow(
+        mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"classification_quality {end}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **_meta(summary),
+            "window": f"{start} .. {end}",
+            "labelled_rows": len(joined),
+            "model": f"{info.name} v{info.version}",
+            "html": dg.MetadataValue.path(str(html)),
+            "mlflow_run_id": run_id,
+        }
+    )

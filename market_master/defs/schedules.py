@@ -1,0 +1,44 @@
+"""Schedules. All STOPPED by default: offline they would only simulate bars (switch them on in the UI
+when the market_data resource points at a live source). The promotion sensor is RUNNING by default."""
+
+import dagster as dg
+import pandas as pd
+
+from market_master.defs.jobs import hourly_signal_job, monitoring_job, retrain_job
+from market_master.lib import calendar
+
+
+@dg.schedule(
+    job=hourly_signal_job,
+    cron_schedule="5 10-16 * * 1-5",
+    execution_timezone=calendar.TZ,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def hourly_signal_schedule(context: dg.ScheduleEvaluationContext):
+    """Five minutes after each bar closes, run the hourly partition of the bar that just completed.
+    Holidays and half-day afternoons (no bar completed since the last tick) are skipped by the calendar."""
+    now = pd.Timestamp(context.scheduled_execution_time).tz_convert(calendar.TZ)
+    bar = calendar.last_completed_bar(now)
+    if calendar.bar_end(bar) < now - pd.Timedelta(minutes=60):
+        return dg.SkipReason(f"no bar completed in the last hour before {now} (holiday, weekend or half-day)")
+    key = calendar.partition_key(bar)
+    return dg.RunRequest(run_key=f"hourly-{key}", partition_key=key)
+
+
+retrain_schedule = dg.ScheduleDefinition(
+    name="daily_retrain_schedule",
+    job=retrain_job,
+    cron_schedule="30 17 * * 1-5",
+    execution_timezone=calendar.TZ,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Retrain after the close on its own cadence (not every hour); the sensor promotes if gates pass.",
+)
+monitoring_schedule = dg.ScheduleDefinition(
+    name="daily_monitoring_schedule",
+    job=monitoring_job,
+    cron_schedule="0 18 * * 1-5",
+    execution_timezone=calendar.TZ,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+ALL_SCHEDULES = [hourly_signal_schedule, retrain_schedule, monitoring_schedule]

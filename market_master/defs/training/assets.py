@@ -1,0 +1,132 @@
+"""Training: pooled candidates on a time split (MLflow nested runs) and the registered champion."""
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from market_master.defs.resources import MlflowResource, StorageResource
+from market_master.lib import calendar
+from market_master.lib.candidates import CANDIDATE_NAMES
+from market_master.lib.features import FeatureConfig
+from market_master.lib.tracking import log_training
+from market_master.lib.training import TrainingConfig, TrainingResult, train_candidates
+
+
+class TrainingAssetConfig(dg.Config):
+    window_days: int = Field(default=90, description="trading days of feature_table to train+validate on")
+    end: str | None = Field(default=None, description="last hour (partition key) of the window; default: latest stored")
+    label_method: str = Field(default="session_volatility", description="quantile | volatility | session_volatility")
+    valid_fraction: float = 0.3
+    embargo_bars: int = 7
+    warmup: int = 16
+    candidates: list[str] = Field(default_factory=lambda: list(CANDIDATE_NAMES))
+    seed: int = 42
+
+
+def training_window(store, config: TrainingAssetConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    end_key = config.end or store.latest_key("feature_table")
+    if end_key is None:
+        raise dg.Failure("feature_table has no stored partitions: materialize hourly_bars and feature_table first")
+    end = calendar.key_to_timestamp(end_key)
+    sessions = calendar.sessions_between(end - pd.Timedelta(days=int(config.window_days * 1.6) + 10), end)
+    start_day = sessions[-config.window_days] if len(sessions) >= config.window_days else sessions[0]
+    return pd.Timestamp(start_day.date(), tz=calendar.TZ), end
+
+
+@dg.asset(group_name="training", deps=["feature_table"], kinds={"sklearn", "mlflow"})
+def candidate_models(
+    context: dg.AssetExecutionContext, config: TrainingAssetConfig, storage: StorageResource
+) -> TrainingResult:
+    """All candidates + baselines trained on one time split; labels fitted on the training window only."""
+    store = storage.partitions()
+    start, end = training_window(store, config)
+    features = store.read_between("feature_table", start, end)
+    if features.empty:
+        raise dg.Failure(f"no feature_table rows between {start} and {end}")
+    # Rows stored as warm-up stay warm-up; a window that starts mid-history begins warm-up free.
+    tc = TrainingConfig(
+        label_method=config.label_method,
+        valid_fraction=config.valid_fraction,
+        embargo_bars=config.embargo_bars,
+        seed=config.seed,
+        candidates=tuple(config.candidates),
+        feature_config=FeatureConfig(warmup=config.warmup),
+    )
+    result = train_candidates(features, tc)
+    table = result.table()
+    context.add_output_metadata(
+        {
+            "rows": len(features),
+            "window": f"{start} .. {end}",
+            "split": dg.MetadataValue.json(result.split.to_dict()),
+            "champion": result.champion_name,
+            "best_baseline": result.best_baseline_name,
+            "champion_macro_f1": float(table.loc[result.champion_name, "macro_f1"]),
+            "best_baseline_macro_f1": float(table.loc[result.best_baseline_name, "macro_f1"]),
+            "margin": float(result.margin),
+            "margin_se": float(result.margin_se),
+            "metrics": dg.MetadataValue.md(_metrics_md(table)),
+        }
+    )
+    return result
+
+
+def _metrics_md(table: pd.DataFrame) -> str:
+    cols = [c for c in ("kind", "macro_f1", "accuracy", "log_loss", "ic", "ic_z", "fit_time_s", "model_size_mb", "latency_p99_ms") if c in table.columns]
+    return table[cols].sort_values("macro_f1", ascending=False).round(4).astype(str).to_markdown()
+
+
+@dataclass
+class ChampionRecord:
+    """What champion_model hands to its gate checks (pickled by the IO manager)."""
+
+    model_name: str
+    version: str
+    model_uri: str
+    run_id: str
+    parent_run_id: str
+    champion_name: str
+    result: TrainingResult
+    extra: dict = field(default_factory=dict)
+
+
+@dg.asset(group_name="training", kinds={"mlflow"})
+def champion_model(
+    context: dg.AssetExecutionContext, candidate_models: TrainingResult, mlflow: MlflowResource
+) -> ChampionRecord:
+    """The winning pipeline logged once as an MLflow pyfunc (with thresholds, feature list, window),
+    every candidate and baseline as nested runs, registered with alias Staging."""
+    registered = log_training(
+        candidate_models,
+        tracking_uri=mlflow.uri(),
+        experiment_name=mlflow.experiment_name,
+        model_name=mlflow.model_name,
+        artifact_location=mlflow.artifact_location(),
+    )
+    record = ChampionRecord(
+        model_name=registered.name,
+        version=str(registered.version),
+        model_uri=registered.model_uri,
+        run_id=registered.run_id,
+        parent_run_id=registered.parent_run_id,
+        champion_name=candidate_models.champion_name,
+        result=candidate_models,
+    )
+    m = candidate_models.candidates[candidate_models.champion_name].metrics
+    context.add_output_metadata(
+        {
+            "model_name": registered.name,
+            "model_version": str(registered.version),
+            "alias": "Staging",
+            "model_uri": registered.model_uri,
+            "champion": candidate_models.champion_name,
+            "macro_f1": float(m["macro_f1"]),
+            "accuracy": float(m["accuracy"]),
+            "beats_best_baseline": bool(candidate_models.champion_beats_best_baseline),
+            "training_window": dg.MetadataValue.json(candidate_models.split.to_dict()),
+            "mlflow_parent_run_id": registered.parent_run_id,
+        }
+    )
+    return record

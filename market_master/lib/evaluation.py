@@ -1,0 +1,135 @@
+"""Classification metrics for the five classes, timing/size, session split, bootstrap SE and IC."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from market_master.lib.labels import CLASSES
+
+K = len(CLASSES)
+LABELS = list(range(K))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> dict:
+    """macro_f1, accuracy, f1_<class>, log_loss (when probabilities are given), n."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    out: dict[str, float] = {"n": float(len(y_true))}
+    if len(y_true) == 0:
+        return out | {"macro_f1": float("nan"), "accuracy": float("nan")}
+    out["macro_f1"] = float(f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0))
+    out["accuracy"] = float(accuracy_score(y_true, y_pred))
+    per = f1_score(y_true, y_pred, labels=LABELS, average=None, zero_division=0)
+    out |= {f"f1_{c}": float(v) for c, v in zip(CLASSES, per, strict=True)}
+    if proba is not None:
+        p = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
+        p = p / p.sum(axis=1, keepdims=True)
+        out["log_loss"] = float(log_loss(y_true, p, labels=LABELS))
+    return out
+
+
+def session_split_metrics(y_true: np.ndarray, y_pred: np.ndarray, is_last_bar: np.ndarray) -> dict:
+    """macro-F1 and accuracy on intraday transitions vs overnight ones (from the session's last bar)."""
+    last = np.asarray(is_last_bar).astype(bool)
+    out = {}
+    for name, mask in (("intraday", ~last), ("overnight", last)):
+        m = classification_metrics(np.asarray(y_true)[mask], np.asarray(y_pred)[mask])
+        out[f"{name}_macro_f1"] = m["macro_f1"]
+        out[f"{name}_accuracy"] = m["accuracy"]
+        out[f"{name}_n"] = m["n"]
+    return out
+
+
+def _confusions(y_true: np.ndarray, y_pred: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """(n_blocks, K*K) confusion counts per block."""
+    codes, uniques = pd.factorize(block)
+    flat = codes * K * K + y_true * K + y_pred
+    return np.bincount(flat, minlength=len(uniques) * K * K).reshape(len(uniques), K * K).astype(float)
+
+
+def _macro_f1_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """macro-F1 for each row of (B, K*K) confusion counts (true x pred)."""
+    c = conf.reshape(-1, K, K)
+    tp = np.einsum("bkk->bk", c)
+    pred = c.sum(axis=1)
+    true = c.sum(axis=2)
+    denom = pred + true
+    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    return f1.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    diff: float
+    se: float
+    n_blocks: int
+    n_boot: int
+
+    @property
+    def z(self) -> float:
+        return self.diff / self.se if self.se > 0 else float("inf") * np.sign(self.diff)
+
+
+def paired_bootstrap_macro_f1(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    blocks: np.ndarray,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> BootstrapResult:
+    """macro-F1(a) - macro-F1(b) and its bootstrap SE, resampling whole blocks (e.g. hours) with replacement.
+
+    All symbols of one hour move together (market factor), so rows are resampled by hour, not one by one.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    ca = _confusions(y, np.asarray(pred_a, dtype=np.int64), np.asarray(blocks))
+    cb = _confusions(y, np.asarray(pred_b, dtype=np.int64), np.asarray(blocks))
+    diff = float(_macro_f1_from_confusion(ca.sum(0, keepdims=True))[0] - _macro_f1_from_confusion(cb.sum(0, keepdims=True))[0])
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(ca), np.full(len(ca), 1.0 / len(ca)), size=n_boot).astype(float)
+    d = _macro_f1_from_confusion(w @ ca) - _macro_f1_from_confusion(w @ cb)
+    return BootstrapResult(diff=diff, se=float(d.std(ddof=1)), n_blocks=len(ca), n_boot=n_boot)
+
+
+def information_coefficient(score: np.ndarray, next_return: np.ndarray) -> dict:
+    """Spearman correlation of the expected score with the realised next return, with z = atanh(ic) sqrt(n-3).
+
+    The z treats rows as independent; rows of one hour are correlated, so read it as optimistic.
+    """
+    s = np.asarray(score, dtype=float)
+    r = np.asarray(next_return, dtype=float)
+    ok = np.isfinite(s) & np.isfinite(r)
+    n = int(ok.sum())
+    if n < 4 or np.ptp(s[ok]) == 0:
+        return {"ic": 0.0, "ic_z": 0.0, "ic_n": float(n)}
+    ic = float(spearmanr(s[ok], r[ok]).statistic)
+    return {"ic": ic, "ic_z": float(np.arctanh(np.clip(ic, -0.999999, 0.999999)) * np.sqrt(n - 3)), "ic_n": float(n)}
+
+
+def model_size_bytes(obj: object) -> int:
+    """Pickled size in bytes."""
+    return len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def single_row_latency_ms(predict, frame: pd.DataFrame, n_rows: int = 100, rounds: int = 3) -> dict:
+    """p50/p99 of predict(one-row frame) in ms over `n_rows` rows, each row's best of `rounds`."""
+    rows = [frame.iloc[[i]] for i in range(min(n_rows, len(frame)))]
+    if not rows:
+        return {"latency_p50_ms": float("nan"), "latency_p99_ms": float("nan")}
+    best = np.full(len(rows), np.inf)
+    predict(rows[0])  # warm caches
+    for _ in range(rounds):
+        for i, row in enumerate(rows):
+            t0 = time.perf_counter()
+            predict(row)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    ms = best * 1e3
+    return {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99))}

@@ -1,0 +1,213 @@
+"""Promotion gates: predicates with numbers in and a verdict + metadata out (no registry side effects).
+
+Each gate returns a `GateResult`; `all_passed(results)` combines them. Defaults and their reasons are in
+docs/gates_and_promotion.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib.drift import DEFAULT_PSI_THRESHOLD, feature_drift_table
+
+MetadataValue = float | int | str | bool | list | dict | None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Verdict of one gate: `reason` is a sentence a human reads; `metadata` holds the numbers."""
+
+    name: str
+    passed: bool
+    reason: str
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+def all_passed(results: Sequence[GateResult]) -> bool:
+    return bool(results) and all(r.passed for r in results)
+
+
+def _require_finite(**values: float) -> None:
+    bad = {k: v for k, v in values.items() if v is None or not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"gate inputs must be finite numbers: {bad}")
+
+
+def champion_beats_baseline(
+    champion_f1: float,
+    best_baseline_f1: float,
+    margin: float = 0.01,
+    bootstrap_se: float | None = None,
+    min_z: float = 2.0,
+) -> GateResult:
+    """Champion macro-F1 must beat the best baseline by `margin` and, given an SE, by `min_z` SEs."""
+    _require_finite(champion_f1=champion_f1, best_baseline_f1=best_baseline_f1, margin=margin)
+    diff = champion_f1 - best_baseline_f1
+    meta: dict[str, MetadataValue] = {
+        "champion_f1": champion_f1,
+        "best_baseline_f1": best_baseline_f1,
+        "diff": diff,
+        "margin": margin,
+        "bootstrap_se": bootstrap_se,
+        "min_z": min_z,
+        "z": None,
+    }
+    if bootstrap_se is not None:
+        _require_finite(bootstrap_se=bootstrap_se)
+        if bootstrap_se <= 0:
+            raise ValueError(f"bootstrap_se must be > 0, got {bootstrap_se}")
+        meta["z"] = diff / bootstrap_se
+    if diff < margin:
+        return GateResult("champion_beats_baseline", False, f"macro-F1 gain {diff:+.4f} < margin {margin}", meta)
+    if meta["z"] is not None and meta["z"] < min_z:
+        return GateResult(
+            "champion_beats_baseline",
+            False,
+            f"macro-F1 gain {diff:+.4f} is only {meta['z']:.2f} bootstrap SEs (< {min_z})",
+            meta,
+        )
+    return GateResult("champion_beats_baseline", True, f"macro-F1 gain {diff:+.4f} >= margin {margin}", meta)
+
+
+def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = 2.0) -> GateResult:
+    """The information coefficient (predicted score vs next return) must be positive and >= min_z SEs.
+
+    Macro-F1 can be earned by predicting move size (volatility) without direction; the signal trades
+    direction, so this gate requires it explicitly.
+    """
+    meta: dict[str, MetadataValue] = {"ic": ic, "ic_z": ic_z, "min_z": min_z}
+    if ic is None or ic_z is None or not (math.isfinite(ic) and math.isfinite(ic_z)):
+        return GateResult("champion_has_directional_skill", False, "IC is undefined (NaN)", meta)
+    if ic <= 0 or ic_z < min_z:
+        return GateResult(
+            "champion_has_directional_skill", False, f"IC {ic:+.4f} (z={ic_z:.2f}) is not significant (< {min_z})", meta
+        )
+    return GateResult("champion_has_directional_skill", True, f"IC {ic:+.4f} with z={ic_z:.2f} >= {min_z}", meta)
+
+
+def champion_not_worse_than_production(
+    champion_f1: float, production_f1: float | None, tolerance: float = -0.005
+) -> GateResult:
+    """Champion macro-F1 minus Production's (same evaluation window) must be >= tolerance."""
+    name = "champion_not_worse_than_production"
+    _require_finite(champion_f1=champion_f1, tolerance=tolerance)
+    if production_f1 is None:
+        meta = {"champion_f1": champion_f1, "production_f1": None, "note": "no Production model yet"}
+        return GateResult(name, True, "no Production model yet", meta)
+    _require_finite(production_f1=production_f1)
+    diff = champion_f1 - production_f1
+    meta = {"champion_f1": champion_f1, "production_f1": production_f1, "diff": diff, "tolerance": tolerance}
+    if diff < tolerance:
+        return GateResult(name, False, f"champion is {diff:+.4f} vs Production (< {tolerance})", meta)
+    return GateResult(name, True, f"champion is {diff:+.4f} vs Production (>= {tolerance})", meta)
+
+
+def feature_drift_below_limit(
+    reference_df: pd.DataFrame,
+    current_df: pd.DataFrame,
+    columns: Sequence[str],
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD,
+    max_drifted_share: float = 0.5,
+) -> GateResult:
+    """Share of features with PSI > psi_threshold (bins from the reference) must be <= max_drifted_share."""
+    table = feature_drift_table(reference_df, current_df, columns, psi_threshold=psi_threshold)
+    drifted = table.loc[table["drifted"], "column"].tolist()
+    share = len(drifted) / len(table)
+    meta: dict[str, MetadataValue] = {
+        "drifted_share": share,
+        "n_drifted": len(drifted),
+        "n_columns": len(table),
+        "drifted_columns": drifted,
+        "psi": {c: float(p) for c, p in zip(table["column"], table["psi"], strict=True)},
+        "psi_threshold": psi_threshold,
+        "max_drifted_share": max_drifted_share,
+    }
+    passed = share <= max_drifted_share
+    verb = "<=" if passed else ">"
+    return GateResult(
+        "feature_drift_below_limit",
+        passed,
+        f"{len(drifted)}/{len(table)} features drifted (share {share:.2f} {verb} {max_drifted_share})",
+        meta,
+    )
+
+
+def latency_within_slo(
+    predict_one: Callable[[], object], slo_ms: float = 5.0, n: int = 200, rounds: int = 3
+) -> GateResult:
+    """p99 latency of `n` single-row predictions, best of `rounds` (after one warm-up call) <= slo_ms."""
+    if n < 1 or rounds < 1:
+        raise ValueError(f"n and rounds must be >= 1, got n={n}, rounds={rounds}")
+    predict_one()
+    p99s, p50s = [], []
+    for _ in range(rounds):
+        times = np.empty(n)
+        for i in range(n):
+            start = time.perf_counter()
+            predict_one()
+            times[i] = time.perf_counter() - start
+        p99s.append(float(np.percentile(times, 99) * 1e3))
+        p50s.append(float(np.percentile(times, 50) * 1e3))
+    best = min(p99s)
+    meta: dict[str, MetadataValue] = {
+        "p99_ms": best,
+        "p50_ms": p50s[p99s.index(best)],
+        "slo_ms": slo_ms,
+        "n": n,
+        "rounds": rounds,
+        "p99_ms_rounds": p99s,
+    }
+    passed = best <= slo_ms
+    verb = "<=" if passed else ">"
+    return GateResult("latency_within_slo", passed, f"p99 {best:.2f} ms {verb} SLO {slo_ms} ms", meta)
+
+
+def _probability_matrix(output: object) -> np.ndarray:
+    if isinstance(output, pd.DataFrame):
+        proba_cols = [c for c in output.columns if str(c).startswith("p_")]
+        frame = output[proba_cols] if proba_cols else output.select_dtypes("number")
+        return frame.to_numpy(dtype=float)
+    return np.asarray(output, dtype=float)
+
+
+def model_loads_and_predicts(
+    model_uri: str, input_example: pd.DataFrame, n_classes: int | None = None, atol: float = 1e-6
+) -> GateResult:
+    """Load `model_uri` with mlflow.pyfunc, predict `input_example`: one row of finite probabilities
+    in [0, 1] summing to 1 per input row (columns `p_*` when the output is a DataFrame)."""
+    import mlflow.pyfunc
+
+    name = "model_loads_and_predicts"
+    meta: dict[str, MetadataValue] = {"model_uri": model_uri, "n_rows": len(input_example)}
+    try:
+        start = time.perf_counter()
+        model = mlflow.pyfunc.load_model(model_uri)
+        meta["load_s"] = time.perf_counter() - start
+        proba = _probability_matrix(model.predict(input_example))
+    except Exception as exc:  # the gate reports any load/predict failure as its verdict
+        return GateResult(name, False, f"{type(exc).__name__}: {exc}", meta)
+    meta["output_shape"] = list(proba.shape)
+    problems = []
+    if proba.ndim != 2 or proba.shape[0] != len(input_example):
+        problems.append(f"output shape {proba.shape} is not ({len(input_example)}, n_classes)")
+    elif n_classes is not None and proba.shape[1] != n_classes:
+        problems.append(f"{proba.shape[1]} probability columns, expected {n_classes}")
+    else:
+        bad_rows = np.flatnonzero(
+            ~np.isfinite(proba).all(axis=1)
+            | (proba < -atol).any(axis=1)
+            | (proba > 1 + atol).any(axis=1)
+            | ~np.isclose(proba.sum(axis=1), 1.0, atol=atol)
+        )
+        if bad_rows.size:
+            problems.append(f"rows {bad_rows[:10].tolist()} are not finite probabilities summing to 1")
+        meta["n_bad_rows"] = int(bad_rows.size)
+    if problems:
+        return GateResult(name, False, "; ".join(problems), meta)
+    return GateResult(name, True, f"loaded and predicted {proba.shape[0]} rows x {proba.shape[1]} classes", meta)

@@ -1,0 +1,199 @@
+"""Batch mode end to end on small synthetic CSVs; the threshold sweep never sees the test window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from market_master.lib import backtest
+from market_master.lib.batch import BatchInputError, run_batch, split_sessions
+from market_master.lib.sources.synthetic import SyntheticSource
+
+SYMBOLS = ["AAA", "BBB", "CCC", "TSM"]  # TSM: bars but no weight
+FAST = ("LogReg", "HGBT")
+OUTPUTS = [
+    "predictions.parquet",
+    "predictions.csv",
+    "wss.csv",
+    "signals.csv",
+    "backtest.json",
+    "equity.png",
+    "wss.png",
+    "report.md",
+]
+
+
+def write_csvs(directory: Path, start: str, end: str, symbols=(*SYMBOLS, "QQQ")) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    bars = SyntheticSource(seed=11, predictability=0.8).fetch(list(symbols), start, end)
+    for sym, g in bars.groupby("symbol"):
+        out = g[["timestamp", "open", "high", "low", "close", "volume"]].rename(columns={"timestamp": "Datetime"})
+        out.to_csv(directory / f"{sym}_1h.csv", index=False)
+    return directory
+
+
+def write_holdings(path: Path) -> Path:
+    rows = [
+        ("AAA", 9.0, "Aaa Inc"),
+        ("BBB", 6.0, "Bbb Corp"),
+        ("CCC", 3.0, "Ccc Ltd"),
+        ("NFLX", 2.0, "Netflix Inc"),  # weighted, no bars
+    ]
+    frame = pd.DataFrame(
+        {
+            "symbol": [r[0] for r in rows],
+            "weight_pct": [r[1] for r in rows],
+            "name": [r[2] for r in rows],
+            "sector": "Information Technology",
+            "shares": "1,000",
+            "market_value": "10,000.00",
+            "as_of": "2025-04-28",
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("batch-in")
+    return write_csvs(root / "csv", "2024-03-01", "2024-05-03"), write_holdings(root / "holdings.csv")
+
+
+@pytest.fixture(scope="module")
+def batch_run(inputs, tmp_path_factory):
+    csv_dir, holdings = inputs
+    return run_batch(csv_dir, holdings, tmp_path_factory.mktemp("batch-out"), candidates=FAST, grid=[(0.25, -0.25), (0.5, -0.5), (1.0, -1.0)])
+
+
+def test_batch_writes_every_output(batch_run):
+    out = batch_run.out_dir
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert set(preds["symbol"]) == set(SYMBOLS)  # QQQ is the proxy, not a constituent
+    assert set(preds["status"]) <= {"ok", "warmup", "missing_bar"}
+    assert preds.loc[preds["status"] != "ok", "action"].isna().all()
+    signals = pd.read_csv(out / "signals.csv")
+    assert set(signals["decision"]) <= {"BUY", "SELL", "HOLD"}
+    assert set(signals["segment"]) == {"train", "embargo", "validation", "test"}
+    assert len(signals) == preds["hour"].nunique()
+    wss = pd.read_csv(out / "wss.csv")
+    assert wss["unweighted_symbols"].fillna("").eq("TSM").all()
+    assert wss["wss"].dropna().between(-2, 2).all()
+
+
+def test_backtest_json_has_metrics_factor_psr_dsr_and_trials(batch_run):
+    payload = json.loads((batch_run.out_dir / "backtest.json").read_text())
+    assert payload["annualization_factor"] == backtest.BARS_PER_YEAR
+    assert set(payload["test"]) == {"signal", "buy_and_hold", "flat"}
+    assert payload["proxy"] == "QQQ"
+    assert payload["n_trials"] == len(FAST) * 3
+    assert payload["n_candidates"] == len(FAST)
+    assert 0.0 <= payload["psr_test"] <= 1.0 and 0.0 <= payload["dsr_test"] <= 1.0
+    assert payload["dsr_test"] <= payload["psr_test"] + 1e-12
+    assert payload["thresholds"]["swept_on"] == "validation"
+    assert payload["unweighted_symbols"] == ["TSM"] and payload["symbols_without_bars"] == ["NFLX"]
+    assert payload["holdings_weight_with_bars"] == pytest.approx(18 / 20)
+    # the sweep table holds every candidate x threshold pair
+    assert len(batch_run.sweep_table) == len(FAST) * 3
+
+
+def test_report_states_single_snapshot_and_symbol_gaps(batch_run):
+    text = (batch_run.out_dir / "report.md").read_text()
+    assert "today's weights were applied to all history" in text
+    assert "TSM" in text and "NFLX" in text
+    assert "| signal |" in text and "| buy_and_hold |" in text and "| flat |" in text
+
+
+def test_segments_are_in_time_order(batch_run):
+    seg = {k: (pd.Timestamp(v["start"]), pd.Timestamp(v["end"])) for k, v in batch_run.segments.items()}
+    assert seg["train"][1] < seg["validation"][0] <= seg["validation"][1] < seg["test"][0]
+
+
+def test_sweep_only_sees_validation_hours(inputs, tmp_path, monkeypatch):
+    csv_dir, holdings = inputs
+    seen: list[pd.Timestamp] = []
+    real = backtest.sweep_thresholds
+
+    def spy(wss_valid, proxy_valid, grid=None, cost_bps=1.0, **kw):
+        seen.append(max(wss_valid.index.max(), proxy_valid.dropna().index.max()))
+        return real(wss_valid, proxy_valid, grid, cost_bps, **kw)
+
+    monkeypatch.setattr(backtest, "sweep_thresholds", spy)
+    res = run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), grid=[(0.25, -0.25), (1.0, -1.0)])
+    test_start = pd.Timestamp(res.segments["test"]["start"])
+    assert seen and max(seen) < test_start
+
+
+def test_poisoning_the_test_window_does_not_move_thresholds(inputs, tmp_path):
+    csv_dir, holdings = inputs
+    grid = [(0.1, -0.1), (0.25, -0.25), (0.5, -0.5), (1.0, -1.0)]
+    clean = run_batch(csv_dir, holdings, tmp_path / "clean", candidates=("LogReg",), grid=grid)
+    test_start = pd.Timestamp(clean.segments["test"]["start"])
+    poisoned = tmp_path / "poisoned"
+    poisoned.mkdir()
+    for f in csv_dir.glob("*_1h.csv"):
+        frame = pd.read_csv(f)
+        ts = pd.to_datetime(frame["Datetime"], utc=True).dt.tz_convert("America/New_York")
+        late = ts > test_start  # keep the first test bar: the last validation decision is not scored anyway
+        # a wild but valid zig-zag in the test window only
+        factor = pd.Series(1.0, index=frame.index)
+        factor[late] = [3.0 if i % 2 else 0.3 for i in range(int(late.sum()))]
+        for col in ("open", "high", "low", "close"):
+            frame[col] = frame[col] * factor
+        frame.loc[late, "high"] = frame.loc[late, ["open", "high", "low", "close"]].max(axis=1)
+        frame.loc[late, "low"] = frame.loc[late, ["open", "high", "low", "close"]].min(axis=1)
+        frame.to_csv(poisoned / f.name, index=False)
+    dirty = run_batch(poisoned, holdings, tmp_path / "dirty", candidates=("LogReg",), grid=grid)
+    assert (dirty.buy_threshold, dirty.sell_threshold) == (clean.buy_threshold, clean.sell_threshold)
+    pd.testing.assert_frame_equal(dirty.sweep_table, clean.sweep_table)
+    assert dirty.test_backtest.metrics["buy_and_hold"]["total_return"] != pytest.approx(
+        clean.test_backtest.metrics["buy_and_hold"]["total_return"]
+    )
+
+
+def test_given_model_and_no_proxy_csv(inputs, batch_run, tmp_path):
+    csv_dir, holdings = inputs
+    no_proxy = tmp_path / "csv"
+    no_proxy.mkdir()
+    for f in csv_dir.glob("*_1h.csv"):
+        if not f.name.startswith("QQQ"):
+            (no_proxy / f.name).write_bytes(f.read_bytes())
+    res = run_batch(no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False, buy=0.5, sell=-0.5)
+    assert res.proxy == "weighted constituents"
+    assert (res.buy_threshold, res.sell_threshold) == (0.5, -0.5)
+    assert res.n_trials == 1
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "model given" in text
+
+
+def test_too_short_history_is_a_clear_error(tmp_path):
+    csv_dir = write_csvs(tmp_path / "csv", "2024-03-01", "2024-03-20", symbols=("AAA", "QQQ"))
+    holdings = write_holdings(tmp_path / "h.csv")
+    with pytest.raises(BatchInputError, match="21 trading days"):
+        run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",))
+
+
+def test_failed_error_check_names_the_rows(inputs, tmp_path):
+    csv_dir, holdings = inputs
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in csv_dir.glob("*_1h.csv"):
+        frame = pd.read_csv(f)
+        if f.name.startswith("BBB"):
+            frame.loc[5, "high"] = frame.loc[5, "low"] * 0.5
+        frame.to_csv(bad / f.name, index=False)
+    with pytest.raises(BatchInputError, match="high_is_at_least_open_and_close.*BBB"):
+        run_batch(bad, holdings, tmp_path / "out", candidates=("LogReg",))
+
+
+def test_split_sessions_fractions():
+    hours = pd.date_range("2024-01-01 09:30", periods=30, freq="D", tz="America/New_York")
+    seg = split_sessions(hours, 0.6, 0.2)
+    assert [len(seg[k]) for k in ("train", "validation", "test")] == [18, 6, 6]
+    with pytest.raises(ValueError):
+        split_sessions(hours, 0.9, 0.2)

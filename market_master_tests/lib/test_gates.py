@@ -1,0 +1,83 @@
+"""Each gate passes and fails on crafted numbers; the model gate runs on a real registered model."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from market_master.lib.gates import (
+    all_passed,
+    champion_beats_baseline,
+    champion_has_directional_skill,
+    champion_not_worse_than_production,
+    feature_drift_below_limit,
+    latency_within_slo,
+    model_loads_and_predicts,
+)
+from market_master_tests.lib.test_registry import N_FEATURES, register_tiny_model, unique_name
+
+
+def test_champion_beats_baseline_margin_and_z():
+    ok = champion_beats_baseline(0.32, 0.30)
+    assert ok.passed and ok.metadata["diff"] == pytest.approx(0.02)
+    assert not champion_beats_baseline(0.305, 0.30).passed  # below the 0.01 margin
+    assert champion_beats_baseline(0.33, 0.30, bootstrap_se=0.01).passed  # z = 3
+    weak = champion_beats_baseline(0.33, 0.30, bootstrap_se=0.02)  # z = 1.5
+    assert not weak.passed and weak.metadata["z"] == pytest.approx(1.5) and "SE" in weak.reason
+    with pytest.raises(ValueError, match="bootstrap_se"):
+        champion_beats_baseline(0.33, 0.30, bootstrap_se=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        champion_beats_baseline(float("nan"), 0.30)
+
+
+def test_champion_has_directional_skill():
+    assert champion_has_directional_skill(0.03, 2.5).passed
+    assert not champion_has_directional_skill(0.03, 1.2).passed
+    assert not champion_has_directional_skill(-0.05, 4.0).passed  # significant but the wrong way
+    assert not champion_has_directional_skill(float("nan"), float("nan")).passed
+
+
+def test_champion_not_worse_than_production():
+    first = champion_not_worse_than_production(0.25, None)
+    assert first.passed and first.metadata["note"] == "no Production model yet"
+    assert champion_not_worse_than_production(0.297, 0.30).passed  # -0.003 within tolerance
+    worse = champion_not_worse_than_production(0.29, 0.30)
+    assert not worse.passed and worse.metadata["diff"] == pytest.approx(-0.01)
+
+
+def test_feature_drift_below_limit():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame(rng.normal(size=(2000, 4)), columns=list("abcd"))
+    same = pd.DataFrame(rng.normal(size=(2000, 4)), columns=list("abcd"))
+    ok = feature_drift_below_limit(ref, same, list("abcd"))
+    assert ok.passed and ok.metadata["drifted_columns"] == [] and set(ok.metadata["psi"]) == set("abcd")
+    shifted = same.copy()
+    shifted[["a", "b", "c"]] += 1.0
+    bad = feature_drift_below_limit(ref, shifted, list("abcd"))
+    assert not bad.passed
+    assert bad.metadata["drifted_columns"] == ["a", "b", "c"] and bad.metadata["drifted_share"] == 0.75
+    assert feature_drift_below_limit(ref, shifted, list("abcd"), max_drifted_share=0.8).passed
+
+
+def test_latency_within_slo():
+    fast = latency_within_slo(lambda: None, slo_ms=5.0, n=50, rounds=2)
+    assert fast.passed and len(fast.metadata["p99_ms_rounds"]) == 2
+    slow = latency_within_slo(lambda: time.sleep(0.003), slo_ms=1.0, n=20, rounds=2)
+    assert not slow.passed and slow.metadata["p99_ms"] >= 3.0
+
+
+def test_model_loads_and_predicts_on_a_registered_model(mlflow_uri):
+    name = unique_name("gate-load")
+    (version,) = register_tiny_model(mlflow_uri, name)
+    example = np.random.default_rng(0).normal(size=(7, N_FEATURES))
+    ok = model_loads_and_predicts(f"models:/{name}/{version}", example, n_classes=5)
+    assert ok.passed, ok.reason
+    assert ok.metadata["output_shape"] == [7, 5]
+    wrong_k = model_loads_and_predicts(f"models:/{name}/{version}", example, n_classes=3)
+    assert not wrong_k.passed and "expected 3" in wrong_k.reason
+    missing = model_loads_and_predicts(f"models:/{name}/999", example)
+    assert not missing.passed and "999" in missing.reason
+    assert not all_passed([ok, missing]) and all_passed([ok]) and not all_passed([])

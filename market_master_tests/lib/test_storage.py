@@ -1,0 +1,80 @@
+"""Partition store: round trip, idempotent overwrite, atomic replace, key ranges."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from market_master.lib.calendar import TZ
+from market_master.lib.sources.synthetic import SyntheticSource
+from market_master.lib.storage import PartitionNotFoundError, PartitionStore
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    return SyntheticSource(seed=3).fetch(["AAPL", "MSFT"], "2024-03-08", "2024-03-11")
+
+
+def test_round_trip_keeps_tz_and_dtypes(tmp_path, bars):
+    store = PartitionStore(tmp_path)
+    store.write("raw_bars", "2024-03-08-09:30", bars)
+    back = store.read("raw_bars", ["2024-03-08-09:30"])
+    pd.testing.assert_frame_equal(back, bars)
+    assert str(back["timestamp"].dt.tz) == TZ
+    assert ":" not in store.path("raw_bars", "2024-03-08-09:30").name
+
+
+def test_write_twice_is_one_file_with_the_new_content(tmp_path, bars):
+    store = PartitionStore(tmp_path)
+    store.write("a", "k1", bars.iloc[:3])
+    store.write("a", "k1", bars.iloc[:3])
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(files) == 1
+    first = store.path("a", "k1").read_bytes()
+    store.write("a", "k1", bars.iloc[:3])
+    assert store.path("a", "k1").read_bytes() == first
+    store.write("a", "k1", bars.iloc[3:5])
+    pd.testing.assert_frame_equal(store.read("a", ["k1"]), bars.iloc[3:5].reset_index(drop=True))
+    assert store.keys("a") == ["k1"]
+
+
+def test_failed_write_leaves_old_slice_and_no_temp_file(tmp_path, bars, monkeypatch):
+    store = PartitionStore(tmp_path)
+    store.write("a", "k", bars.iloc[:2])
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.write("a", "k", bars)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "a").iterdir()] == [store.path("a", "k").name]
+    pd.testing.assert_frame_equal(store.read("a", ["k"]), bars.iloc[:2].reset_index(drop=True))
+
+
+def test_write_many_by_timestamp_and_read_between(tmp_path, bars):
+    store = PartitionStore(tmp_path)
+    written = store.write_many("raw_bars", bars, "timestamp")
+    assert len(written) == bars["timestamp"].nunique() == 14
+    assert store.keys("raw_bars") == written
+    assert store.latest_key("raw_bars") == "2024-03-11-15:30"
+    window = store.read_between("raw_bars", "2024-03-08 15:30", "2024-03-11 10:30")
+    assert sorted(window["timestamp"].dt.strftime("%m-%d %H:%M").unique()) == ["03-08 15:30", "03-11 09:30", "03-11 10:30"]
+    assert len(window) == 6
+    by_keys = store.read_between("raw_bars", "2024-03-08-15:30", "2024-03-11-10:30")
+    pd.testing.assert_frame_equal(by_keys, window)
+    pd.testing.assert_frame_equal(
+        store.read("raw_bars", written).sort_values(["symbol", "timestamp"]).reset_index(drop=True), bars
+    )
+
+
+def test_missing_partition_and_bad_asset_are_precise(tmp_path):
+    store = PartitionStore(tmp_path)
+    assert store.keys("nothing") == [] and store.latest_key("nothing") is None
+    with pytest.raises(PartitionNotFoundError, match="'raw_bars' has no partition '2024-01-02-09:30'"):
+        store.read("raw_bars", ["2024-01-02-09:30"])
+    with pytest.raises(ValueError, match="invalid asset"):
+        store.write("../x", "k", pd.DataFrame({"a": [1]}))
