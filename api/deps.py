@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
+from api.inference import PredictBatcher
 from api.model_service import ModelService, ModelUnavailableError, ServedModel
 from api.settings import Settings
 from api.store_service import StoreService
@@ -27,9 +28,14 @@ def get_store_service(request: Request) -> StoreService:
     return request.app.state.store_service
 
 
+def get_batcher(request: Request) -> PredictBatcher:
+    return request.app.state.batcher
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 StoreDep = Annotated[StoreService, Depends(get_store_service)]
+BatcherDep = Annotated[PredictBatcher, Depends(get_batcher)]
 
 
 def get_served_model(service: ModelServiceDep) -> ServedModel:
@@ -51,7 +57,9 @@ def require_admin(
 ) -> None:
     """Bearer-token guard: 403 when no token is configured, 401 on a missing or wrong token."""
     if not settings.admin_token:
-        raise ApiError(403, "admin_disabled", "admin endpoints are disabled: set MM_API_ADMIN_TOKEN to enable them")
+        raise ApiError(
+            403, "admin_disabled", "admin endpoints are disabled: set MM_API_ADMIN_TOKEN to enable them"
+        )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(
             401,

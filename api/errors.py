@@ -68,7 +68,11 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     details = [
-        {"field": _loc_to_field(err.get("loc", ())), "reason": str(err.get("msg", "")), "type": err.get("type")}
+        {
+            "field": _loc_to_field(err.get("loc", ())),
+            "reason": str(err.get("msg", "")),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
     first = details[0] if details else {"field": "body", "reason": "invalid request"}
@@ -84,7 +88,9 @@ async def _request_validation(_: Request, exc: RequestValidationError) -> JSONRe
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _json(exc.status_code, ErrorPublic(error=code, message=str(exc.detail)), getattr(exc, "headers", None))
+    return _json(
+        exc.status_code, ErrorPublic(error=code, message=str(exc.detail)), getattr(exc, "headers", None)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

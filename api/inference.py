@@ -48,9 +48,7 @@ class BarWindow:
 
     def frame(self, label: str | None = None) -> pd.DataFrame:
         """Canonical bars frame of the window (symbol replaced by `label` if given)."""
-        return _frame(
-            np.full(len(self), label or self.symbol, dtype=object), self.ts_ns, self.values
-        )
+        return _frame(np.full(len(self), label or self.symbol, dtype=object), self.ts_ns, self.values)
 
 
 def _frame(symbols: np.ndarray, ts_ns: np.ndarray, values: np.ndarray) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.inference import PredictBatcher
 from api.model_service import ModelService
 from api.routes import admin, health, predict, signal
 from api.settings import Settings, get_settings
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolved = settings or get_settings()
         app.state.settings = resolved
         app.state.store_service = StoreService(resolved.partitions_root)
+        app.state.batcher = PredictBatcher()
         service = ModelService(resolved)
         app.state.model_service = service
         service.load_initial()

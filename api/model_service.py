@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,6 @@ from typing import Any
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
-
 
 
 class ModelUnavailableError(RuntimeError):
@@ -56,10 +56,22 @@ class ReloadOutcome:
 
 
 def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
-    """`lib.model.load_component_model` (imported lazily: MLflow costs seconds to import)."""
+    """`lib.model.load_component_model` on a local copy of the artifacts.
+
+    Registry URIs are downloaded against `tracking_uri` explicitly (no process-global MLflow URI is set);
+    the ComponentModel is loaded into memory, so the temporary copy is deleted afterwards.
+    """
     from market_master.lib.model import load_component_model
 
-    return load_component_model(model_uri, tracking_uri=tracking_uri)
+    if tracking_uri is None or not model_uri.startswith(("models:/", "runs:/")):
+        return load_component_model(model_uri)
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="mm-api-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
+        return load_component_model(local)
 
 
 def _model_symbols(model: Any) -> frozenset[str]:
@@ -151,7 +163,9 @@ class ModelService:
         except Exception as exc:  # registry unreachable, alias missing, broken artifact ...
             reason = f"{self.settings.model_uri} failed against {self.settings.tracking_uri}: {exc}"
             if not (self.settings.local_model_dir.exists()):
-                raise ModelUnavailableError(f"{reason}; no local copy at {self.settings.local_model_dir}") from exc
+                raise ModelUnavailableError(
+                    f"{reason}; no local copy at {self.settings.local_model_dir}"
+                ) from exc
             logger.warning("registry load failed, trying the local copy: %s", reason)
             try:
                 served = self._load_local_copy(reason)
@@ -228,7 +242,9 @@ class ModelService:
         if interval <= 0 or self._poller is not None:
             return
         self._stop.clear()
-        self._poller = threading.Thread(target=self._poll_loop, args=(interval,), name="model-poll", daemon=True)
+        self._poller = threading.Thread(
+            target=self._poll_loop, args=(interval,), name="model-poll", daemon=True
+        )
         self._poller.start()
 
     def _poll_loop(self, interval: float) -> None:

@@ -64,7 +64,14 @@ class PredictRequest(BaseModel):
                         }
                     ],
                 },
-                {"symbol": "NVDA", "open": 101.2, "high": 102.1, "low": 100.5, "close": 101.7, "volume": 123456},
+                {
+                    "symbol": "NVDA",
+                    "open": 101.2,
+                    "high": 102.1,
+                    "low": 100.5,
+                    "close": 101.7,
+                    "volume": 123456,
+                },
             ]
         },
     )
@@ -72,9 +79,13 @@ class PredictRequest(BaseModel):
     symbol: str | None = _SYMBOL
     interval: Literal["1h"] = Field(default="1h", description='Bar interval; only "1h" is served.')
     bars: list[BarRequest] | None = Field(
-        default=None, min_length=1, description="Bars sorted by timestamp, oldest first; the LAST bar is predicted."
+        default=None,
+        min_length=1,
+        description="Bars sorted by timestamp, oldest first; the LAST bar is predicted.",
     )
-    timestamp: str | None = Field(default=None, min_length=1, max_length=40, description="Bare-bar form only.")
+    timestamp: str | None = Field(
+        default=None, min_length=1, max_length=40, description="Bare-bar form only."
+    )
     open: float | None = Field(default=None, **_PRICE)
     high: float | None = Field(default=None, **_PRICE)
     low: float | None = Field(default=None, **_PRICE)
@@ -87,7 +98,9 @@ class PredictRequest(BaseModel):
         given = [k for k, v in bare.items() if v is not None]
         if self.bars is not None:
             if given or self.timestamp is not None:
-                raise ValueError("give either `bars` or a bare bar (open, high, low, close, volume), not both")
+                raise ValueError(
+                    "give either `bars` or a bare bar (open, high, low, close, volume), not both"
+                )
             return self
         missing = [k for k, v in bare.items() if v is None]
         if missing:
@@ -196,7 +209,9 @@ class ReloadPublic(BaseModel):
 class ErrorPublic(BaseModel):
     """Every 4xx/5xx body: a code, a sentence, and where it applies (field, reason, rows)."""
 
-    error: str = Field(description="Machine-readable code, e.g. invalid_bars, unknown_symbol, model_unavailable.")
+    error: str = Field(
+        description="Machine-readable code, e.g. invalid_bars, unknown_symbol, model_unavailable."
+    )
     message: str
     field: str | None = None
     reason: str | None = None

@@ -1,12 +1,12 @@
 """Cached reads of the runtime partition store for the API.
 
 Each cache entry is keyed by the asset's latest partition key, so a request re-reads Parquet only when
-the pipeline has written a newer hour. The latest key itself is re-listed at most every
-`refresh_seconds` (0 = on every request): a new hour shows up within that delay.
+the pipeline has written a newer hour; the latest key is re-listed only when the asset folder changed.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ import pandas as pd
 HOURLY_BARS = "hourly_bars"
 COMPONENT_PREDICTIONS = "component_predictions"
 INDEX_SIGNAL = "index_signal"
+_SETTLE_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,10 @@ class HistoryWindow:
 class StoreService:
     """Latest-key-aware caches over `PartitionStore(root)`."""
 
-    def __init__(self, root: Path, refresh_seconds: float = 1.0) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
-        self._latest: dict[str, tuple[float, str | None]] = {}
+        self._latest: dict[str, tuple[int, str | None]] = {}
         self._history: HistoryWindow | None = None
         self._memo: dict[tuple, object] = {}
 
@@ -59,13 +59,21 @@ class StoreService:
         return PartitionStore(self.root)
 
     def latest_key(self, asset: str) -> str | None:
-        """Latest partition key of `asset` (None when nothing is stored), re-listed every refresh_seconds."""
-        now = time.monotonic()
+        """Latest partition key of `asset` (None when nothing is stored).
+
+        The asset folder's mtime changes on every slice write (temp file + rename), so the listing is
+        cached per mtime; a folder touched in the last `_SETTLE_NS` is always re-listed (coarse clocks).
+        """
+        folder = self._store().path(asset, "probe").parent
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            return None
         cached = self._latest.get(asset)
-        if cached is not None and now - cached[0] < self.refresh_seconds:
+        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > _SETTLE_NS:
             return cached[1]
-        key = self._store().latest_key(asset) if self.root.exists() else None
-        self._latest[asset] = (now, key)
+        key = self._store().latest_key(asset)
+        self._latest[asset] = (mtime, key)
         return key
 
     def history(self, n_keys: int) -> HistoryWindow | None:
@@ -84,15 +92,30 @@ class StoreService:
                 return current
             store = self._store()
             keys = [k for k in store.keys(HOURLY_BARS) if k <= latest][-n_keys:]
-            frame = store.read_between(HOURLY_BARS, keys[0], keys[-1])
+            frame = store.read(HOURLY_BARS, keys)
             frame = normalize_bars(frame) if len(frame) else frame
-            by_symbol = {
-                str(sym): part.reset_index(drop=True)
-                for sym, part in frame.groupby("symbol", sort=True)
-            } if len(frame) else {}
+            by_symbol = (
+                {str(sym): part.reset_index(drop=True) for sym, part in frame.groupby("symbol", sort=True)}
+                if len(frame)
+                else {}
+            )
             window = HistoryWindow(latest_key=latest, n_keys=n_keys, by_symbol=by_symbol)
             self._history = window
             return window
+
+    def file_token(self, asset: str, key: str) -> int:
+        """mtime of one slice (0 when absent): part of cache keys, so an overwritten slice is re-read."""
+        try:
+            return os.stat(self._store().path(asset, key)).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def read_partition(self, asset: str, key: str, missing_ok: bool = False) -> pd.DataFrame:
+        """One stored slice (an empty frame when absent and `missing_ok`)."""
+        store = self._store()
+        if missing_ok and not store.exists(asset, key):
+            return pd.DataFrame()
+        return store.read(asset, [key])
 
     def memo(self, key: tuple, build):
         """Tiny per-key memo (keys include the partition key, so stale entries are never hit)."""

@@ -47,13 +47,7 @@ def check_window(window: BarWindow, field_prefix: str = "bars", offset: int = 0)
     ts, v = window.ts_ns, window.values
     o, h, lo, c, vol = v[:, 0], v[:, 1], v[:, 2], v[:, 3], v[:, 4]
     finite = np.isfinite(v).all(axis=1)
-    bad = (
-        ~finite
-        | (v[:, :4] <= 0).any(axis=1)
-        | (vol < 0)
-        | (h < np.maximum(o, c))
-        | (lo > np.minimum(o, c))
-    )
+    bad = ~finite | (v[:, :4] <= 0).any(axis=1) | (vol < 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
     unique = len(np.unique(ts)) == len(ts)
     on_calendar = trading_bar_mask(_utc_index(ts))
     if bad.any() or not unique or not on_calendar.all():
@@ -79,7 +73,9 @@ def _raise_library_error(window: BarWindow, field_prefix: str, offset: int) -> N
     try:
         validate_bars_or_raise(window.frame())
     except BarValidationError as exc:
-        raise _window_error(422, "invalid_bars", exc.reason, exc.rows, field_prefix, offset, exc.field) from exc
+        raise _window_error(
+            422, "invalid_bars", exc.reason, exc.rows, field_prefix, offset, exc.field
+        ) from exc
 
 
 def _window_error(
@@ -100,7 +96,9 @@ def _window_error(
     )  # fmt: skip
 
 
-def window_from_request(symbol: str, bars: list[BarRequest], allow_missing_ts: bool) -> tuple[BarWindow, bool]:
+def window_from_request(
+    symbol: str, bars: list[BarRequest], allow_missing_ts: bool
+) -> tuple[BarWindow, bool]:
     """Numpy window of the request's bars. Returns (window, timestamp_missing) where a missing timestamp
     is only allowed for the bare single bar (it is then placed after the stored history)."""
     n = len(bars)

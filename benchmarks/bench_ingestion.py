@@ -37,10 +37,17 @@ def run(n_symbols: int, start: str, end: str, write: bool) -> dict[str, float]:
     t_write = float("nan")
     if write:
         with tempfile.TemporaryDirectory() as tmp:
-            _, t_write = _timed(lambda: PartitionStore(Path(tmp)).write_many("hourly_bars", norm, "timestamp"))
+            _, t_write = _timed(
+                lambda: PartitionStore(Path(tmp)).write_many("hourly_bars", norm, "timestamp")
+            )
     n = len(norm)
     row = {"symbols": n_symbols, "bars": n, "partitions": norm["timestamp"].nunique()}
-    for stage, secs in (("simulate", t_fetch), ("normalize", t_norm), ("checks", t_check), ("write", t_write)):
+    for stage, secs in (
+        ("simulate", t_fetch),
+        ("normalize", t_norm),
+        ("checks", t_check),
+        ("write", t_write),
+    ):
         row[f"{stage}_s"] = secs
         row[f"{stage}_bars_per_s"] = n / secs if secs == secs else float("nan")
     ingest = t_fetch + t_norm + t_check

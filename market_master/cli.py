@@ -43,7 +43,12 @@ def _range_tags(first_key: str, last_key: str) -> dict[str, str]:
 def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     from market_master.lib import calendar
 
-    end = calendar.last_completed_bar(pd.Timestamp(args.end, tz=calendar.TZ) if args.end else pd.Timestamp.now(tz=calendar.TZ))
+    if args.end:
+        now = pd.Timestamp(args.end, tz=calendar.TZ)
+        now = now + pd.Timedelta(days=1) if len(args.end) <= 10 else now  # a bare date covers that whole day
+    else:
+        now = pd.Timestamp.now(tz=calendar.TZ)
+    end = calendar.last_completed_bar(now)
     sessions = calendar.sessions_between(end - pd.Timedelta(days=int(args.days * 1.6) + 10), end)
     if len(sessions) < args.days:
         raise SystemExit(f"calendar has only {len(sessions)} sessions before {end}")
@@ -96,7 +101,13 @@ def cmd_run(args) -> int:
         "retrain_job",
         run_config={
             "ops": {
-                "candidate_models": {"config": {"window_days": args.days - args.signal_days, "end": train_end_key}},
+                "candidate_models": {
+                    "config": {
+                        "window_days": args.days - args.signal_days,
+                        "end": train_end_key,
+                        **({"candidates": args.candidates.split(",")} if args.candidates else {}),
+                    }
+                },
                 **({"index_weights": holdings} if holdings else {}),
             }
         },
@@ -233,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--days", type=int, default=100, help="trading days to ingest (default 100)")
     r.add_argument("--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)")
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")
+    r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--predictability", type=float, default=0.5, help="synthetic only: planted signal (0 = random walk)")
     r.set_defaults(func=cmd_run)

@@ -25,9 +25,7 @@ def reload_model(_: AdminDep, service: ModelServiceDep) -> ReloadPublic:
     outcome = service.reload()
     if outcome.error is not None:
         still = outcome.current.version if outcome.current else "nothing"
-        raise ApiError(
-            503, "reload_failed", f"reload failed, still serving version {still}: {outcome.error}"
-        )
+        raise ApiError(503, "reload_failed", f"reload failed, still serving version {still}: {outcome.error}")
     prev = outcome.previous
     return ReloadPublic(
         changed=outcome.changed,

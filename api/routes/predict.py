@@ -78,7 +78,9 @@ def _stored_window(store, settings, served: ServedModel, symbol: str) -> tuple[s
 
 @router.get("/predict/component", response_model=ComponentPredictionPublic, responses=_ERRORS)
 def predict_component(
-    symbol: Annotated[str, Query(min_length=1, max_length=12, description="Constituent ticker", examples=["NVDA"])],
+    symbol: Annotated[
+        str, Query(min_length=1, max_length=12, description="Constituent ticker", examples=["NVDA"])
+    ],
     served: ServedModelDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -127,7 +129,7 @@ def predict(body: PredictRequest, served: ServedModelDep, store: StoreDep, setti
             field="symbol", reason="required",
         )  # fmt: skip
     sym = _check_symbol(body.symbol, served)
-    window, ts_missing = window_from_request(sym, bars, allow_missing_ts=body.is_bare_bar)
+    window, ts_missing = window_from_request(sym, bars, allow_missing_ts=len(bars) == 1)
     if not ts_missing:
         check_window(window)
     completed = False

@@ -10,12 +10,12 @@ from market_master.lib import calendar
 
 @dg.schedule(
     job=hourly_signal_job,
-    cron_schedule="5 10-16 * * 1-5",
+    cron_schedule=["35 10-15 * * 1-5", "5 16 * * 1-5"],
     execution_timezone=calendar.TZ,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def hourly_signal_schedule(context: dg.ScheduleEvaluationContext):
-    """Five minutes after each bar closes, run the hourly partition of the bar that just completed.
+    """Five minutes after each bar closes (bars close at 10:30 ... 15:30 and 16:00), run the hourly partition of the bar that just completed.
     Holidays and half-day afternoons (no bar completed since the last tick) are skipped by the calendar."""
     now = pd.Timestamp(context.scheduled_execution_time).tz_convert(calendar.TZ)
     bar = calendar.last_completed_bar(now)

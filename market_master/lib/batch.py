@@ -157,7 +157,12 @@ def train_on_segments(
     rows = features[features["timestamp"].isin(fit_hours)].reset_index(drop=True)
     post = pd.DatetimeIndex(rows.loc[~rows["warmup"].to_numpy(bool), "timestamp"].unique())
     frac = len(seg["validation"]) / max(1, len(post))
-    kwargs: dict[str, Any] = {"seed": seed, "valid_fraction": float(np.clip(frac, 0.05, 0.8)), "feature_config": feature_config}
+    kwargs: dict[str, Any] = {
+        "seed": seed,
+        "valid_fraction": float(np.clip(frac, 0.05, 0.8)),
+        "feature_config": feature_config,
+        "latency_rows": 0,  # serving latency is not a batch question (and costs minutes for tree ensembles)
+    }
     if candidates:
         kwargs["candidates"] = tuple(candidates)
     result = training.train_candidates(rows, training.TrainingConfig(**kwargs))
@@ -445,7 +450,7 @@ def _write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
         files["threshold_sweep.csv"] = out / "threshold_sweep.csv"
 
     files["equity.png"] = plots.plot_equity(result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}")
-    starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items()}
+    starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items() if k != "embargo"}
     files["wss.png"] = plots.plot_wss(result.signal, out / "wss.png", result.buy_threshold, result.sell_threshold, starts)
     (out / "report.md").write_text(render_report(result, extra))
     files["report.md"] = out / "report.md"

@@ -46,8 +46,12 @@ def feature_drift_table(
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
 ) -> pd.DataFrame:
     """One row per column: `column, psi, drifted (psi > threshold), n_reference, n_current, means`."""
-    missing = [(side, col) for side, df in (("reference", reference), ("current", current)) for col in columns
-               if col not in df.columns]
+    missing = [
+        (side, col)
+        for side, df in (("reference", reference), ("current", current))
+        for col in columns
+        if col not in df.columns
+    ]
     if missing:
         raise KeyError(f"columns missing from the drift inputs: {missing}")
     if not columns:

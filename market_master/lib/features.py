@@ -25,6 +25,7 @@ MAX_LOOKBACK = 15
 WARMUP_DEFAULT = 16
 WARMUP_MIN = MAX_LOOKBACK
 WARMUP_MAX = 60
+EWM_DECAY = 0.8
 
 FEATURE_COLUMNS: list[str] = [
     "ret_1",
@@ -35,6 +36,7 @@ FEATURE_COLUMNS: list[str] = [
     "vol_6",
     "vol_12",
     "vol_ratio_6_12",
+    "vol_ewm_14",
     "ret_z_1",
     "rsi_14",
     "ma_ratio_4_12",
@@ -126,6 +128,18 @@ def _wreduce(x: np.ndarray, n: int, op: np.ufunc) -> np.ndarray:
     return out
 
 
+def _ewm_vol(r: np.ndarray, n: int, decay: float) -> np.ndarray:
+    """sqrt of the exponentially weighted mean of r^2 over the trailing n rows (weights decay^j, j=0 newest)."""
+    w = decay ** np.arange(n)
+    w /= w.sum()
+    sq = r * r
+    acc = w[0] * sq
+    for j in range(1, n):
+        acc[j:] += w[j] * sq[:-j]
+    acc[: n - 1] = np.nan
+    return np.sqrt(acc)
+
+
 def _mean(x: np.ndarray, n: int) -> np.ndarray:
     return _wreduce(x, n, np.add) / n
 
@@ -207,6 +221,7 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) ->
         f["ret_mean_12"] = _mean(r1, 12)
         f["vol_6"] = _std(r1, 6)
         f["vol_12"] = _std(r1, 12)
+        f["vol_ewm_14"] = _ewm_vol(r1, 14, EWM_DECAY)
         f["vol_ratio_6_12"] = _safe_div(f["vol_6"], f["vol_12"], 1.0)
         f["ret_z_1"] = _safe_div(r1, f["vol_12"])
         gain_w = _wreduce(np.maximum(r1, 0.0), 14, np.add)

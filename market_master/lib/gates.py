@@ -64,7 +64,9 @@ def champion_beats_baseline(
             raise ValueError(f"bootstrap_se must be > 0, got {bootstrap_se}")
         meta["z"] = diff / bootstrap_se
     if diff < margin:
-        return GateResult("champion_beats_baseline", False, f"macro-F1 gain {diff:+.4f} < margin {margin}", meta)
+        return GateResult(
+            "champion_beats_baseline", False, f"macro-F1 gain {diff:+.4f} < margin {margin}", meta
+        )
     if meta["z"] is not None and meta["z"] < min_z:
         return GateResult(
             "champion_beats_baseline",
@@ -86,9 +88,14 @@ def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = 2.0) -
         return GateResult("champion_has_directional_skill", False, "IC is undefined (NaN)", meta)
     if ic <= 0 or ic_z < min_z:
         return GateResult(
-            "champion_has_directional_skill", False, f"IC {ic:+.4f} (z={ic_z:.2f}) is not significant (< {min_z})", meta
+            "champion_has_directional_skill",
+            False,
+            f"IC {ic:+.4f} (z={ic_z:.2f}) is not significant (< {min_z})",
+            meta,
         )
-    return GateResult("champion_has_directional_skill", True, f"IC {ic:+.4f} with z={ic_z:.2f} >= {min_z}", meta)
+    return GateResult(
+        "champion_has_directional_skill", True, f"IC {ic:+.4f} with z={ic_z:.2f} >= {min_z}", meta
+    )
 
 
 def champion_not_worse_than_production(
@@ -177,7 +184,7 @@ def _probability_matrix(output: object) -> np.ndarray:
 
 
 def model_loads_and_predicts(
-    model_uri: str, input_example: pd.DataFrame, n_classes: int | None = None, atol: float = 1e-6
+    model_uri: str, input_example: pd.DataFrame | np.ndarray, n_classes: int | None = None, atol: float = 1e-6
 ) -> GateResult:
     """Load `model_uri` with mlflow.pyfunc, predict `input_example`: one row of finite probabilities
     in [0, 1] summing to 1 per input row (columns `p_*` when the output is a DataFrame)."""
@@ -210,4 +217,6 @@ def model_loads_and_predicts(
         meta["n_bad_rows"] = int(bad_rows.size)
     if problems:
         return GateResult(name, False, "; ".join(problems), meta)
-    return GateResult(name, True, f"loaded and predicted {proba.shape[0]} rows x {proba.shape[1]} classes", meta)
+    return GateResult(
+        name, True, f"loaded and predicted {proba.shape[0]} rows x {proba.shape[1]} classes", meta
+    )

@@ -85,7 +85,7 @@ class LabelThresholds:
     n_train: dict[str, int] = field(default_factory=dict)
     pooled_slots: list[str] = field(default_factory=list)
     min_slot_rows: int = 100
-    vol_column: str = "vol_12"
+    vol_column: str = "vol_ewm_14"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -182,5 +182,5 @@ class LabelThresholds:
             n_train={k: int(v) for k, v in data.get("n_train", {}).items()},
             pooled_slots=list(data.get("pooled_slots", [])),
             min_slot_rows=int(data.get("min_slot_rows", 100)),
-            vol_column=data.get("vol_column", "vol_12"),
+            vol_column=data.get("vol_column", "vol_ewm_14"),
         )

@@ -3,7 +3,7 @@
 Each report saves the real Evidently HTML and returns a flat summary dict. Inputs above
 MAX_EVIDENTLY_ROWS rows are sampled (seeded, without replacement) before Evidently runs, to keep its
 runtime small; the summary states the row counts used. Classification numbers are computed with
-scikit-learn on all rows (Evidently's values are cross-checked, not relied upon).
+scikit-learn on all rows rather than parsed out of Evidently's snapshot.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def _drift_per_column(snapshot_dict: dict, columns: list[str]) -> dict[str, dict
             continue
         status = status_by_metric.get(metric.get("id"))
         if status not in ("SUCCESS", "FAIL"):
-            raise RuntimeError(f"Evidently ValueDrift({config.get('column')}) has no pass/fail test: {status!r}")
+            raise RuntimeError(
+                f"Evidently ValueDrift({config.get('column')}) has no pass/fail test: {status!r}"
+            )
         out[config["column"]] = {
             "score": float(metric["value"]),
             "method": config.get("method"),
@@ -149,19 +151,25 @@ def classification_quality_report(
         for label in labels:
             src = label if label in proba_df.columns else f"p_{label}"
             if src not in proba_df.columns:
-                raise KeyError(f"proba_df lacks a probability column for class {label!r} ({label} or p_{label})")
+                raise KeyError(
+                    f"proba_df lacks a probability column for class {label!r} ({label} or p_{label})"
+                )
             frame[label] = proba_df[src].to_numpy(dtype=float)
             proba_cols.append(label)
         argmax = np.asarray(labels)[frame[proba_cols].to_numpy().argmax(axis=1)]
         n_pred_not_argmax = int((argmax != frame["prediction"].to_numpy()).sum())
     definition = DataDefinition(
         classification=[
-            MulticlassClassification(target="target", prediction_labels="prediction", prediction_probas=proba_cols)
+            MulticlassClassification(
+                target="target", prediction_labels="prediction", prediction_probas=proba_cols
+            )
         ],
         categorical_columns=["target", "prediction"],
     )
     used = _sample(frame, max_rows)
-    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(used, data_definition=definition), None)
+    snapshot = Report([ClassificationPreset()]).run(
+        Dataset.from_pandas(used, data_definition=definition), None
+    )
     html = _save_html(snapshot, out_html)
 
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -211,7 +219,9 @@ def log_report_to_mlflow(
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
-    run = client.create_run(experiment_id, run_name=run_name, tags={"market_master.report": str(summary.get("report"))})
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={"market_master.report": str(summary.get("report"))}
+    )
     run_id = run.info.run_id
     try:
         client.log_artifact(run_id, str(html), artifact_path="reports")

@@ -144,7 +144,9 @@ def check_registry_reachable(tracking_uri: str, timeout_s: float = DEFAULT_TIMEO
     if tracking_uri.startswith("sqlite:///"):
         db_path = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
         if not db_path.exists():
-            raise RegistryError(f"MLflow registry at {tracking_uri} is unreachable: no database file {db_path}")
+            raise RegistryError(
+                f"MLflow registry at {tracking_uri} is unreachable: no database file {db_path}"
+            )
     try:
         with bounded_http(timeout_s) if _is_http(tracking_uri) else _nullcontext():
             _client(tracking_uri).search_registered_models(max_results=1)
@@ -170,7 +172,9 @@ def _registry_call(tracking_uri: str, what: str, timeout_s: float = DEFAULT_TIME
         with bounded_http(timeout_s) if _is_http(tracking_uri) else _nullcontext():
             yield
     except MlflowException as exc:
-        raise RegistryError(f"{what} failed against MLflow registry at {tracking_uri}: {exc.message}") from exc
+        raise RegistryError(
+            f"{what} failed against MLflow registry at {tracking_uri}: {exc.message}"
+        ) from exc
 
 
 def _uri_of(client_or_uri: MlflowClient | str) -> tuple[MlflowClient, str]:
@@ -227,8 +231,8 @@ def require_alias_version(tracking_uri: str, model_name: str, alias: str) -> str
 # --------------------------------------------------------------------------- history
 
 
-def _read_history(client: MlflowClient, uri: str, model_name: str, alias: str) -> list[dict]:
-    raw = _get_model(client, uri, model_name).tags.get(HISTORY_TAG_PREFIX + alias)
+def _read_history(registered_model, uri: str, model_name: str, alias: str) -> list[dict]:
+    raw = registered_model.tags.get(HISTORY_TAG_PREFIX + alias)
     if not raw:
         return []
     try:
@@ -255,7 +259,7 @@ def alias_history(tracking_uri: str, model_name: str, alias: str = "Production")
     """Recorded moves of `alias`, oldest first (bounded; see module docstring)."""
     client = _client(tracking_uri)
     with _registry_call(tracking_uri, f"reading alias history of {model_name!r}"):
-        records = _read_history(client, tracking_uri, model_name, alias)
+        records = _read_history(_get_model(client, tracking_uri, model_name), tracking_uri, model_name, alias)
     return [AliasMove.from_record(model_name, alias, r) for r in records]
 
 
@@ -298,9 +302,7 @@ def _record_move(
     client.set_registered_model_tag(
         model_name, HISTORY_TAG_PREFIX + alias, _bounded_json([*records, move.to_record()])
     )
-    log.info(
-        "%s %s@%s: %s -> %s by %s (%s)", kind, model_name, alias, from_version, version, actor, reason
-    )
+    log.info("%s %s@%s: %s -> %s by %s (%s)", kind, model_name, alias, from_version, version, actor, reason)
     return move
 
 
@@ -325,12 +327,23 @@ def move_alias(
     client = _client(tracking_uri)
     with _registry_call(tracking_uri, f"moving {model_name}@{alias} to version {version}"):
         _get_version(client, tracking_uri, model_name, str(version))
-        current = _alias_of(_get_model(client, tracking_uri, model_name), alias)
-        records = _read_history(client, tracking_uri, model_name, alias)
+        registered = _get_model(client, tracking_uri, model_name)
+        current = _alias_of(registered, alias)
+        records = _read_history(registered, tracking_uri, model_name, alias)
         # The live record is the last one, unless the alias was moved outside this module.
         live_seq = records[-1]["seq"] if records and records[-1]["to"] == current else None
         return _record_move(
-            client, tracking_uri, model_name, alias, str(version), actor, reason, kind, live_seq, current, records
+            client,
+            tracking_uri,
+            model_name,
+            alias,
+            str(version),
+            actor,
+            reason,
+            kind,
+            live_seq,
+            current,
+            records,
         )
 
 
@@ -348,12 +361,13 @@ def rollback(
     _check_actor_reason(actor, reason)
     client = _client(tracking_uri)
     with _registry_call(tracking_uri, f"rolling back {model_name}@{alias}"):
-        current = _alias_of(_get_model(client, tracking_uri, model_name), alias)
+        registered = _get_model(client, tracking_uri, model_name)
+        current = _alias_of(registered, alias)
         if current is None:
             raise RegistryError(
                 f"alias {alias!r} is not set on model {model_name!r} at {tracking_uri}: nothing to roll back"
             )
-        records = _read_history(client, tracking_uri, model_name, alias)
+        records = _read_history(registered, tracking_uri, model_name, alias)
         if not records or records[-1]["to"] != current:
             raise RegistryError(
                 f"cannot roll back {model_name}@{alias} (version {current}): no earlier version in its alias "
@@ -390,14 +404,18 @@ def rollback(
 def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
     """`models:/name@alias` -> (name, None, alias); `models:/name/3` -> (name, "3", None)."""
     if not model_uri.startswith("models:/"):
-        raise RegistryError(f"expected a models:/<name>@<alias> or models:/<name>/<version> URI, got {model_uri!r}")
+        raise RegistryError(
+            f"expected a models:/<name>@<alias> or models:/<name>/<version> URI, got {model_uri!r}"
+        )
     rest = model_uri.removeprefix("models:/").strip("/")
     if "@" in rest:
         name, alias = rest.split("@", 1)
         return name, None, alias
     name, sep, version = rest.rpartition("/")
     if not sep or not version.isdigit():
-        raise RegistryError(f"expected a models:/<name>@<alias> or models:/<name>/<version> URI, got {model_uri!r}")
+        raise RegistryError(
+            f"expected a models:/<name>@<alias> or models:/<name>/<version> URI, got {model_uri!r}"
+        )
     return name, version, None
 
 

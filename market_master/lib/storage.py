@@ -107,7 +107,9 @@ class PartitionStore:
         if not folder.exists():
             return []
         return sorted(
-            unquote(p.name[: -len(SUFFIX)]) for p in folder.glob("*" + SUFFIX) if not p.name.startswith(".tmp-")
+            unquote(p.name[: -len(SUFFIX)])
+            for p in folder.glob("*" + SUFFIX)
+            if not p.name.startswith(".tmp-")
         )
 
     def latest_key(self, asset: str) -> str | None:
@@ -117,7 +119,6 @@ class PartitionStore:
 
     def exists(self, asset: str, key: str) -> bool:
         return self.path(asset, key).exists()
-
 
 
 def _bound(value: TimeLike) -> pd.Timestamp:

@@ -84,7 +84,9 @@ class WeightsHistory:
         """The latest snapshot with as_of <= the New York date of `ts`; before all of them, the earliest
         one flagged `applied_backwards=True`."""
         day = to_timestamp(ts).date()
-        pos = int(np.searchsorted(np.array(self.as_of_dates, dtype="datetime64[D]"), np.datetime64(day), "right"))
+        pos = int(
+            np.searchsorted(np.array(self.as_of_dates, dtype="datetime64[D]"), np.datetime64(day), "right")
+        )
         if pos == 0:
             return replace(self.snapshots[0], applied_backwards=True)
         return self.snapshots[pos - 1]
@@ -105,7 +107,9 @@ def _parse_numeric(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
     bad = values.isna() | (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise WeightsError(f"{path}: line {i + 2}, column {column!r}: not a non-negative number: {frame[column].iloc[i]!r}")
+        raise WeightsError(
+            f"{path}: line {i + 2}, column {column!r}: not a non-negative number: {frame[column].iloc[i]!r}"
+        )
     return values.to_numpy(dtype="float64")
 
 
@@ -127,7 +131,9 @@ def load_holdings_csv(path: Path | str) -> WeightsHistory:
     elif "weight" in cols:
         weights = _parse_numeric(path, raw, cols["weight"])
     else:
-        raise WeightsError(f"{path}: missing column 'weight_pct' (or 'weight'); columns found: {list(raw.columns)}")
+        raise WeightsError(
+            f"{path}: missing column 'weight_pct' (or 'weight'); columns found: {list(raw.columns)}"
+        )
     symbols = raw[cols["symbol"]].str.strip().str.upper()
     if (symbols == "").any():
         raise WeightsError(f"{path}: line {int(np.flatnonzero(symbols == '')[0]) + 2}: empty symbol")
@@ -135,7 +141,9 @@ def load_holdings_csv(path: Path | str) -> WeightsHistory:
         as_of = pd.to_datetime(raw[cols["as_of"]].str.strip(), errors="coerce", format="ISO8601")
         if as_of.isna().any():
             i = int(np.flatnonzero(as_of.isna())[0])
-            raise WeightsError(f"{path}: line {i + 2}, column 'as_of': not a date: {raw[cols['as_of']].iloc[i]!r}")
+            raise WeightsError(
+                f"{path}: line {i + 2}, column 'as_of': not a date: {raw[cols['as_of']].iloc[i]!r}"
+            )
         dates = as_of.dt.date
     else:
         found = re.search(r"(\d{4}-\d{2}-\d{2})", path.name)

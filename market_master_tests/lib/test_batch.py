@@ -13,7 +13,7 @@ from market_master.lib.batch import BatchInputError, run_batch, split_sessions
 from market_master.lib.sources.synthetic import SyntheticSource
 
 SYMBOLS = ["AAA", "BBB", "CCC", "TSM"]  # TSM: bars but no weight
-FAST = ("LogReg", "HGBT")
+FAST = ("LogReg", "ET")
 OUTPUTS = [
     "predictions.parquet",
     "predictions.csv",

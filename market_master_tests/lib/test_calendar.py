@@ -100,3 +100,16 @@ def test_year_counts_and_speed():
         len(cal.trading_bars("2023-01-01", "2023-12-31")) == 250 * 7 - 2 * 3
     )  # 250 sessions, half-days 07-03 and 11-24
     assert np.all(cal.bar_of_day(bars) <= 6)
+
+
+def test_sessions_and_range_bounds():
+    sessions = cal.sessions_between("2024-07-01", "2024-07-08 09:30")
+    assert [d.day for d in sessions] == [1, 2, 3, 5, 8]
+    lo, hi = cal.range_bounds("2024-07-01", "2024-07-02")
+    assert lo == pd.Timestamp("2024-07-01", tz=cal.TZ)
+    assert hi > pd.Timestamp("2024-07-02 23:59:59", tz=cal.TZ) and hi.date() == dt.date(2024, 7, 2)
+    assert cal.range_bounds("2024-07-01", "2024-07-02 10:30")[1] == pd.Timestamp(
+        "2024-07-02 10:30", tz=cal.TZ
+    )
+    with pytest.raises(ValueError, match="outside the calendar range"):
+        cal.next_bar_start("1990-01-02 10:00")

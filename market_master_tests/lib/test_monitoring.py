@@ -41,6 +41,7 @@ def test_drift_report_flags_shifted_window_only(tmp_path):
     assert (tmp_path / "same" / "drift.html").stat().st_size > 10_000
     text = (tmp_path / "shift.html").read_text()
     assert "Dataset Drift is detected" in text and all(c in text for c in COLS)
+    assert "Dataset Drift is detected" not in (tmp_path / "same" / "drift.html").read_text()
     assert not same["dataset_drift"] and same["n_drifted"] == 0 and same["drifted_columns"] == []
     assert shifted["dataset_drift"] and shifted["drifted_columns"] == COLS and shifted["drift_share"] == 1.0
     for col in COLS:
@@ -52,7 +53,9 @@ def test_drift_report_flags_shifted_window_only(tmp_path):
 
 def test_drift_report_samples_large_inputs(tmp_path):
     rng = np.random.default_rng(1)
-    summary = data_drift_report(_window(rng, 3000), _window(rng, 500), COLS, tmp_path / "d.html", max_rows=1000)
+    summary = data_drift_report(
+        _window(rng, 3000), _window(rng, 500), COLS, tmp_path / "d.html", max_rows=1000
+    )
     assert (summary["n_reference_rows"], summary["n_reference_rows_used"]) == (3000, 1000)
     assert summary["n_current_rows_used"] == 500
 
@@ -82,9 +85,13 @@ def test_classification_report_numbers_equal_sklearn(tmp_path):
         got = summary["per_class"][c]
         assert (got["f1"], got["precision"], got["recall"]) == pytest.approx((per_f1[i], per_p[i], per_r[i]))
     no_proba = classification_quality_report(y_true, y_pred, None, tmp_path / "np.html")
-    assert no_proba["f1_macro"] == pytest.approx(summary["f1_macro"]) and no_proba["n_pred_not_argmax"] is None
+    assert (
+        no_proba["f1_macro"] == pytest.approx(summary["f1_macro"]) and no_proba["n_pred_not_argmax"] is None
+    )
     with pytest.raises(KeyError, match="'hold'"):
-        classification_quality_report(y_true, y_pred, proba.drop(columns="p_hold"), tmp_path / "y.html", CLASSES)
+        classification_quality_report(
+            y_true, y_pred, proba.drop(columns="p_hold"), tmp_path / "y.html", CLASSES
+        )
 
 
 def test_log_report_to_mlflow(mlflow_uri, tmp_path):
@@ -100,5 +107,8 @@ def test_log_report_to_mlflow(mlflow_uri, tmp_path):
     assert run.data.metrics["per_class.hold.recall"] == pytest.approx(summary["per_class"]["hold"]["recall"])
     names = {f.path for f in client.list_artifacts(run_id, "reports")}
     assert names == {"reports/q.html", "reports/q_summary.json"}
-    assert flatten_numeric({"a": True, "b": {"c": 2}, "d": "x", "e": [1], "f": float("nan")}) == {"a": 1.0, "b.c": 2.0}
+    assert flatten_numeric({"a": True, "b": {"c": 2}, "d": "x", "e": [1], "f": float("nan")}) == {
+        "a": 1.0,
+        "b.c": 2.0,
+    }
     assert json.loads(json.dumps(summary)) == summary  # summaries are JSON-serialisable

@@ -62,7 +62,11 @@ def test_write_many_by_timestamp_and_read_between(tmp_path, bars):
     assert store.keys("raw_bars") == written
     assert store.latest_key("raw_bars") == "2024-03-11-15:30"
     window = store.read_between("raw_bars", "2024-03-08 15:30", "2024-03-11 10:30")
-    assert sorted(window["timestamp"].dt.strftime("%m-%d %H:%M").unique()) == ["03-08 15:30", "03-11 09:30", "03-11 10:30"]
+    assert sorted(window["timestamp"].dt.strftime("%m-%d %H:%M").unique()) == [
+        "03-08 15:30",
+        "03-11 09:30",
+        "03-11 10:30",
+    ]
     assert len(window) == 6
     by_keys = store.read_between("raw_bars", "2024-03-08-15:30", "2024-03-11-10:30")
     pd.testing.assert_frame_equal(by_keys, window)

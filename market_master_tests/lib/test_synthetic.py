@@ -114,3 +114,13 @@ def test_range_before_epoch_is_an_error_and_speed():
     bars = get_source("synthetic", seed=3).fetch(syms, "2022-01-03", "2023-12-29")
     assert time.perf_counter() - t0 < 3.0
     assert len(bars) == 100 * len(trading_bars("2022-01-03", "2023-12-29"))
+
+
+def test_get_source_builds_each_kind_and_rejects_unknown(tmp_path):
+    from market_master.lib.sources import MarketDataSource
+
+    for kind, kwargs in (("synthetic", {}), ("csv", {"directory": tmp_path}), ("yfinance", {})):
+        source = get_source(kind, **kwargs)
+        assert isinstance(source, MarketDataSource) and source.name == kind
+    with pytest.raises(ValueError, match="unknown source kind 'bogus'"):
+        get_source("bogus")

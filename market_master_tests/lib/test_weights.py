@@ -18,7 +18,18 @@ from market_master.lib.weights import (
 
 def test_embedded_top10_matches_the_holdings_export():
     snap = embedded_top10()
-    assert list(DEFAULT_UNIVERSE) == ["AAPL", "MSFT", "NVDA", "AMZN", "AVGO", "META", "NFLX", "COST", "TSLA", "GOOGL"]
+    assert list(DEFAULT_UNIVERSE) == [
+        "AAPL",
+        "MSFT",
+        "NVDA",
+        "AMZN",
+        "AVGO",
+        "META",
+        "NFLX",
+        "COST",
+        "TSLA",
+        "GOOGL",
+    ]
     assert snap.as_of == dt.date(2025, 4, 28)
     assert snap.weights["AAPL"] == pytest.approx(0.08823) and snap.weights["GOOGL"] == pytest.approx(0.02618)
     norm = normalize_weights(snap, DEFAULT_UNIVERSE)

@@ -64,9 +64,9 @@ def test_multiindex_payload_regular_hours_only():
 
 def test_utc_flat_payload_is_converted_to_new_york_across_dst():
     replay = Replay(load_payload("msft_1h_flat_utc_2024-03-08.json"))
-    bars = get_source("yfinance", download=replay, sleep=lambda s: None, clock=lambda: pd.Timestamp("2024-04-01", tz=TZ)).fetch(
-        ["MSFT"], "2024-03-08", "2024-03-11"
-    )
+    bars = get_source(
+        "yfinance", download=replay, sleep=lambda s: None, clock=lambda: pd.Timestamp("2024-04-01", tz=TZ)
+    ).fetch(["MSFT"], "2024-03-08", "2024-03-11")
     assert len(bars) == 14
     assert set(bars["timestamp"].dt.strftime("%H:%M")) == {f"{h:02d}:30" for h in range(9, 16)}
     assert bars["timestamp"].iloc[7] == pd.Timestamp("2024-03-11 09:30", tz=TZ)

@@ -7,6 +7,7 @@ from pydantic import Field
 from market_master.defs.partitions import hourly_partitions
 from market_master.defs.resources import StorageResource
 from market_master.lib import calendar
+from market_master.lib.bars import normalize_bars
 from market_master.lib.features import FeatureConfig, compute_features
 
 
@@ -39,7 +40,7 @@ def feature_table(
     start, end = calendar.key_to_timestamp(keys[0]), calendar.key_to_timestamp(keys[-1])
     store = storage.partitions()
     history_start = lookback_start(start, config.lookback_bars)
-    bars = store.read_between("hourly_bars", history_start, end)
+    bars = normalize_bars(store.read_between("hourly_bars", history_start, end))
     if bars.empty:
         raise dg.Failure(f"no hourly_bars stored between {history_start} and {end}: materialize hourly_bars first")
     features = compute_features(bars, FeatureConfig(warmup=config.warmup))

@@ -91,7 +91,8 @@ class CsvSource:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataSourceError(
-                symbol, f"{path}: line {i + 2}, column {column!r}: cannot parse {values.iloc[i]!r} as a number"
+                symbol,
+                f"{path}: line {i + 2}, column {column!r}: cannot parse {values.iloc[i]!r} as a number",
             )
         return numbers.to_numpy(dtype="float64")
 
@@ -113,6 +114,7 @@ class CsvSource:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataSourceError(
-                symbol, f"{path}: line {i + 2}, column {column!r}: cannot parse {values.iloc[i]!r} as a timestamp"
+                symbol,
+                f"{path}: line {i + 2}, column {column!r}: cannot parse {values.iloc[i]!r} as a timestamp",
             )
         return pd.DatetimeIndex(stamps)

@@ -76,7 +76,7 @@ class YFinanceSource:
             windows = self._chunks(lo, min(hi, now))
         else:
             lo, hi = None, now
-            windows = [None]
+            windows: list[tuple[pd.Timestamp, pd.Timestamp] | None] = [None]
         frames = [self._fetch_symbol(str(s), windows, period, lo, hi, now) for s in symbols]
         return normalize_bars(pd.concat(frames, ignore_index=True))
 
@@ -103,7 +103,15 @@ class YFinanceSource:
         edges.append(hi + pd.Timedelta(1, "ns"))
         return list(zip(edges[:-1], edges[1:], strict=True))
 
-    def _fetch_symbol(self, symbol, windows, period, lo, hi, now) -> pd.DataFrame:
+    def _fetch_symbol(
+        self,
+        symbol: str,
+        windows: list[tuple[pd.Timestamp, pd.Timestamp] | None],
+        period: str | None,
+        lo: pd.Timestamp | None,
+        hi: pd.Timestamp,
+        now: pd.Timestamp,
+    ) -> pd.DataFrame:
         parts = []
         for window in windows:
             if window is None:
@@ -147,7 +155,13 @@ class YFinanceSource:
                 last_error = exc
                 if attempt < self.max_retries:
                     delay = self.backoff_seconds * 2**attempt
-                    log.warning("yfinance %s attempt %d failed (%s); retrying in %.1fs", symbol, attempt + 1, exc, delay)
+                    log.warning(
+                        "yfinance %s attempt %d failed (%s); retrying in %.1fs",
+                        symbol,
+                        attempt + 1,
+                        exc,
+                        delay,
+                    )
                     self.sleep(delay)
                 continue
             if raw is None or raw.empty:
@@ -168,15 +182,21 @@ def to_canonical(raw: pd.DataFrame | None, symbol: str) -> pd.DataFrame:
             (i for i in range(frame.columns.nlevels) if symbol in frame.columns.get_level_values(i)), None
         )
         if ticker_level is None:
-            raise DataSourceError(symbol, f"yfinance frame has no columns for {symbol}: {list(frame.columns)}")
+            raise DataSourceError(
+                symbol, f"yfinance frame has no columns for {symbol}: {list(frame.columns)}"
+            )
         frame = frame.xs(symbol, axis=1, level=ticker_level)
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
     missing = [c for c in VALUE_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataSourceError(symbol, f"yfinance frame lacks column(s) {missing}; found {list(frame.columns)}")
+        raise DataSourceError(
+            symbol, f"yfinance frame lacks column(s) {missing}; found {list(frame.columns)}"
+        )
     index = pd.DatetimeIndex(frame.index)
     index = index.tz_localize(TZ) if index.tz is None else index.tz_convert(TZ)
-    out = pd.DataFrame({"symbol": symbol, "timestamp": index, **{c: frame[c].to_numpy() for c in VALUE_COLUMNS}})
+    out = pd.DataFrame(
+        {"symbol": symbol, "timestamp": index, **{c: frame[c].to_numpy() for c in VALUE_COLUMNS}}
+    )
     return normalize_bars(out)
 
 
@@ -191,6 +211,9 @@ def regular_hours(bars: pd.DataFrame, now: pd.Timestamp, symbol: str) -> pd.Data
     n_off, n_open = int((~on_grid).sum()), int((on_grid & ~done).sum())
     if n_off or n_open:
         log.info(
-            "%s: left out %d pre/post-market or off-calendar row(s) and %d in-progress bar(s)", symbol, n_off, n_open
+            "%s: left out %d pre/post-market or off-calendar row(s) and %d in-progress bar(s)",
+            symbol,
+            n_off,
+            n_open,
         )
     return bars[done].reset_index(drop=True)
