@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,89 @@ def _frame(symbols: np.ndarray, ts_ns: np.ndarray, values: np.ndarray) -> pd.Dat
     return pd.DataFrame(data)
 
 
+class FastEstimator:
+    """`ComponentModel.predict_proba` for the standard pipeline (`lib.candidates.preprocessor`: StandardScaler
+    on the features + one-hot symbol, then a classifier) without the pandas ColumnTransformer round trip.
+
+    Built only when the pipeline has exactly that structure AND reproduces the pipeline's probabilities on
+    probe rows to 1e-12; otherwise `build` returns None and the pipeline itself is used.
+    """
+
+    def __init__(self, model: Any) -> None:
+        pre = model.estimator.named_steps["pre"]
+        num = pre.named_transformers_["num"]
+        sym = pre.named_transformers_["sym"]
+        self.clf = model.estimator.named_steps["clf"]
+        self.mean = np.asarray(num.mean_, dtype=np.float64)
+        self.scale = np.asarray(num.scale_, dtype=np.float64)
+        self.categories = {str(c): i for i, c in enumerate(sym.categories_[0])}
+        self.fitted = [int(c) for c in self.clf.classes_]
+        self.n_classes = len(model.classes)
+
+    @classmethod
+    def build(cls, model: Any) -> FastEstimator | None:
+        try:
+            from sklearn.compose import ColumnTransformer
+            from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+            steps = model.estimator.named_steps
+            pre = steps["pre"]
+            spec = [(name, type(t), list(cols)) for name, t, cols in pre.transformers_ if name != "remainder"]
+            expected = [("num", StandardScaler, list(model.feature_columns)), ("sym", OneHotEncoder, ["symbol"])]
+            if not isinstance(pre, ColumnTransformer) or spec != expected or list(steps) != ["pre", "clf"]:
+                return None
+            if pre.named_transformers_["sym"].handle_unknown != "ignore" or pre.remainder != "drop":
+                return None
+            fast = cls(model)
+            rng = np.random.default_rng(0)
+            symbols = [*fast.categories, "__unknown__"] * 2
+            x = fast.mean + fast.scale * rng.standard_normal((len(symbols), len(fast.mean)))
+            probe = pd.DataFrame(x, columns=model.feature_columns)
+            probe.insert(0, "symbol", symbols)
+            ref = model.predict_proba(probe)
+            if np.max(np.abs(fast.predict_proba(np.array(symbols, dtype=object), x) - ref)) > 1e-12:
+                return None
+            return fast
+        except Exception:  # any surprise -> the pipeline path
+            return None
+
+    def predict_proba(self, symbols: np.ndarray, x: np.ndarray) -> np.ndarray:
+        onehot = np.zeros((len(x), len(self.categories)))
+        for i, s in enumerate(symbols):
+            j = self.categories.get(s)
+            if j is not None:
+                onehot[i, j] = 1.0
+        z = np.hstack([(x - self.mean) / self.scale, onehot])
+        out = np.zeros((len(x), self.n_classes))
+        out[:, self.fitted] = self.clf.predict_proba(z)
+        return out
+
+
+_FAST: dict[int, tuple[Any, FastEstimator | None]] = {}
+_FAST_LOCK = threading.Lock()
+
+
+def fast_estimator(model: Any) -> FastEstimator | None:
+    """The model's FastEstimator (built once per model object), or None."""
+    entry = _FAST.get(id(model))
+    if entry is None or entry[0] is not model:
+        with _FAST_LOCK:
+            if len(_FAST) > 8:
+                _FAST.clear()
+            entry = (model, FastEstimator.build(model))
+            _FAST[id(model)] = entry
+    return entry[1]
+
+
+@lru_cache(maxsize=4096)
+def _next_bar(ns: int) -> pd.Timestamp:
+    return next_bar_start(pd.Timestamp(ns, tz="UTC"))
+
+
+def _bar_time(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, tz="UTC").tz_convert(TZ)
+
+
 class FeatureError(ValueError):
     """The window's last bar has non-finite features (e.g. prices so extreme that the maths overflows)."""
 
@@ -96,14 +180,14 @@ def predict_windows(model: Any, windows: list[BarWindow]) -> list[WindowPredicti
     )
     feats = compute_features(bars, model.feature_config)
     last = np.cumsum(lengths) - 1
-    rows = feats.iloc[last].reset_index(drop=True)
-    rows["symbol"] = np.array([w.symbol for w in windows], dtype=object)
     cols = list(model.feature_columns)
-    x = rows[cols].to_numpy(np.float64)
-    finite = np.isfinite(x).all(axis=1) & ~rows["warmup"].to_numpy(bool)
+    x = feats[cols].to_numpy(np.float64)[last]
+    symbols = np.array([w.symbol for w in windows], dtype=object)
+    ends = [int(w.ts_ns[-1]) for w in windows]
+    finite = np.isfinite(x).all(axis=1) & ~feats["warmup"].to_numpy(bool)[last]
     out: list[WindowPrediction | Exception] = [
         FeatureError(
-            f"the features of the last bar ({rows['timestamp'].iloc[i].isoformat()}) are not finite "
+            f"the features of the last bar ({_bar_time(ends[i]).isoformat()}) are not finite "
             f"{[c for c, v in zip(cols, x[i], strict=True) if not np.isfinite(v)][:5]}: the prices are too "
             "extreme (or the window is shorter than warm-up + 1)"
         )
@@ -111,10 +195,15 @@ def predict_windows(model: Any, windows: list[BarWindow]) -> list[WindowPredicti
     ]
     ok = np.flatnonzero(finite)
     if len(ok):
-        probs = np.asarray(model.predict_proba(rows.iloc[ok].reset_index(drop=True)), dtype=float)
+        fast = fast_estimator(model)
+        if fast is not None:
+            probs = fast.predict_proba(symbols[ok], x[ok])
+        else:
+            rows = pd.DataFrame(x[ok], columns=cols)
+            rows.insert(0, "symbol", symbols[ok])
+            probs = np.asarray(model.predict_proba(rows), dtype=float)
         for j, i in enumerate(ok):
-            bar_time = rows["timestamp"].iloc[i]
-            out[i] = WindowPrediction(windows[i].symbol, probs[j], bar_time, next_bar_start(bar_time))
+            out[i] = WindowPrediction(windows[i].symbol, probs[j], _bar_time(ends[i]), _next_bar(ends[i]))
     return out
 
 

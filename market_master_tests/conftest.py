@@ -19,9 +19,19 @@ def _guarded_connect(self, address):  # pragma: no cover - exercised only on a v
     raise RuntimeError(f"network access blocked in tests: {address!r}")
 
 
+def _blocked_request(*args, **kwargs):
+    raise RuntimeError("network access blocked in tests (curl_cffi)")
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    # curl_cffi (yfinance's default HTTP client) opens sockets in C, past the patch above
+    try:
+        from curl_cffi import requests as curl_requests
+    except ImportError:  # pragma: no cover
+        return
+    monkeypatch.setattr(curl_requests.Session, "request", _blocked_request)
 
 
 @pytest.fixture

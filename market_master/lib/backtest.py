@@ -43,7 +43,9 @@ def default_threshold_grid() -> list[tuple[float, float]]:
 # ---------------------------------------------------------------- statistics
 
 
-def sharpe_ratio(returns: Sequence[float] | pd.Series | np.ndarray, periods_per_year: float = BARS_PER_YEAR) -> float:
+def sharpe_ratio(
+    returns: Sequence[float] | pd.Series | np.ndarray, periods_per_year: float = BARS_PER_YEAR
+) -> float:
     """Annualised Sharpe: mean / std (ddof=1) x sqrt(periods_per_year). NaN if < 2 returns or std 0."""
     r = np.asarray(returns, dtype=float)
     if r.size < 2:
@@ -64,7 +66,9 @@ def _moments(r: np.ndarray) -> tuple[float, float, float]:
     return float(mu / sd), float((z**3).mean()), float((z**4).mean())
 
 
-def probabilistic_sharpe_ratio(returns: Sequence[float] | pd.Series | np.ndarray, sr_benchmark: float = 0.0) -> float:
+def probabilistic_sharpe_ratio(
+    returns: Sequence[float] | pd.Series | np.ndarray, sr_benchmark: float = 0.0
+) -> float:
     """PSR(SR*) = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2)).
 
     SR is the per-period (NOT annualised) Sharpe of ``returns``, ``sr_benchmark`` is per-period too,
@@ -148,9 +152,7 @@ def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
     return pd.Series(fwd, index=pd.DatetimeIndex(frame["timestamp"], name="hour"), name="forward_return")
 
 
-def weighted_constituent_returns(
-    bars: pd.DataFrame, weights: Mapping[str, float] | pd.Series
-) -> pd.Series:
+def weighted_constituent_returns(bars: pd.DataFrame, weights: Mapping[str, float] | pd.Series) -> pd.Series:
     """Index proxy: sum_i w_i r_i(t) of the constituents' forward returns, indexed by hour t.
 
     Weights are renormalised at each hour over the weighted symbols that have a forward return there
@@ -200,7 +202,9 @@ class BacktestResult:
         return pd.DataFrame(self.metrics).T.rename_axis("strategy")
 
 
-def _metrics(positions: np.ndarray, fwd: np.ndarray, cost_bps: float, factor: float) -> tuple[dict, np.ndarray]:
+def _metrics(
+    positions: np.ndarray, fwd: np.ndarray, cost_bps: float, factor: float
+) -> tuple[dict, np.ndarray]:
     prev = np.concatenate([[0.0], positions[:-1]])
     change = np.abs(positions - prev)
     net = positions * fwd - change * cost_bps / 1e4
@@ -247,7 +251,9 @@ def run_backtest(
         raise ValueError("signal needs columns 'hour' and 'decision'")
     bad = ~signal["decision"].isin(list(POSITION_OF))
     if bad.any():
-        raise ValueError(f"unknown decisions {signal.loc[bad, ['hour', 'decision']].head(5).to_dict('records')}")
+        raise ValueError(
+            f"unknown decisions {signal.loc[bad, ['hour', 'decision']].head(5).to_dict('records')}"
+        )
     sig = signal.sort_values("hour")
     hours = pd.DatetimeIndex(sig["hour"])
     if hours.has_duplicates:
@@ -316,7 +322,9 @@ def sweep_thresholds(
     hours = wss.index
     for buy, sell in pairs:
         decisions = decide(wss.to_numpy(), buy, sell)
-        res = run_backtest(pd.DataFrame({"hour": hours, "decision": decisions}), proxy_valid, cost_bps, periods_per_year)
+        res = run_backtest(
+            pd.DataFrame({"hour": hours, "decision": decisions}), proxy_valid, cost_bps, periods_per_year
+        )
         m = res.metrics["signal"]
         net = res.frame["strategy_return"].to_numpy()
         sr = m["sharpe"]

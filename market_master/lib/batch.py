@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_master.lib import backtest, bars as bars_lib, calendar, plots
+from market_master.lib import backtest, calendar, plots
+from market_master.lib import bars as bars_lib
 from market_master.lib.features import FeatureConfig, compute_features
 from market_master.lib.prediction import ModelInfo, predict_hours
 from market_master.lib.signal import compute_wss, decide, validate_thresholds
 from market_master.lib.sources.csv_source import CsvSource
+from market_master.lib.weights import load_holdings_csv
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,7 @@ def check_bars_or_raise(frame: pd.DataFrame) -> list[str]:
 
 def load_weights(holdings_path: Path) -> tuple[Any, bool]:
     """Holdings file -> (weights, is_single_snapshot): a dict for one ``as_of`` date, else ``hour -> dict``."""
-    from market_master.lib import weights as weights_lib
-
-    history = weights_lib.load_holdings_csv(holdings_path)
+    history = load_holdings_csv(holdings_path)
     if len(history.snapshots) == 1:
         return dict(history.snapshots[0].weights), True
 
@@ -130,7 +130,11 @@ def split_sessions(
     n_valid = int(math.floor(n * valid_fraction))
     if min(n_train, n_valid, n - n_train - n_valid) < 1:
         raise BatchInputError(f"{n} sessions are too few for fractions {train_fraction}/{valid_fraction}")
-    bounds = {"train": sessions[:n_train], "validation": sessions[n_train : n_train + n_valid], "test": sessions[n_train + n_valid :]}
+    bounds = {
+        "train": sessions[:n_train],
+        "validation": sessions[n_train : n_train + n_valid],
+        "test": sessions[n_train + n_valid :],
+    }
     return {name: hours[days.isin(s)] for name, s in bounds.items()}
 
 
@@ -151,7 +155,7 @@ def train_on_segments(
     segment. It fits on its training window only. Returns the TrainingResult and the segments redrawn on
     its exact boundaries (the embargo hours belong to neither train nor validation).
     """
-    from market_master.lib import training
+    from market_master.lib import training  # imports mlflow (seconds): only when batch trains
 
     fit_hours = seg["train"].append(seg["validation"])
     rows = features[features["timestamp"].isin(fit_hours)].reset_index(drop=True)
@@ -280,7 +284,9 @@ def run_batch(
         proxy_fwd = backtest.forward_returns(proxy_bars)
         proxy_name = str(proxy_symbol)
     else:
-        proxy_fwd = backtest.weighted_constituent_returns(cbars, _restrict_snapshot(snapshot, set(constituents)))
+        proxy_fwd = backtest.weighted_constituent_returns(
+            cbars, _restrict_snapshot(snapshot, set(constituents))
+        )
         proxy_name = "weighted constituents"
         notes.append(f"no {proxy_symbol} CSV: the proxy is the weighted constituents' next-bar return")
 
@@ -302,15 +308,26 @@ def run_batch(
 
     valid_hours = seg["validation"]
     proxy_valid = _validation_proxy(proxy_fwd, valid_hours)
-    wss_valid = pd.Series(signal["wss"].to_numpy(), index=pd.DatetimeIndex(signal["hour"])).reindex(valid_hours)
+    wss_valid = pd.Series(signal["wss"].to_numpy(), index=pd.DatetimeIndex(signal["hour"])).reindex(
+        valid_hours
+    )
     grid_pairs = list(grid) if grid is not None else backtest.default_threshold_grid()
     sweep_table, trials = None, None
     best_buy, best_sell = buy, sell
     if sweep:
-        best_buy, best_sell, sweep_table = backtest.sweep_thresholds(wss_valid, proxy_valid, grid_pairs, cost_bps)
+        best_buy, best_sell, sweep_table = backtest.sweep_thresholds(
+            wss_valid, proxy_valid, grid_pairs, cost_bps
+        )
         if training_result is not None and len(training_result.candidates) > 1:
             trials = _sweep_candidates(
-                training_result, features, valid_hours, constituents, wss_weights, proxy_valid, grid_pairs, cost_bps
+                training_result,
+                features,
+                valid_hours,
+                constituents,
+                wss_weights,
+                proxy_valid,
+                grid_pairs,
+                cost_bps,
             )
         else:
             trials = sweep_table
@@ -329,7 +346,9 @@ def run_batch(
     dsr = backtest.deflated_sharpe_ratio(test_returns, n_trials, trials_var)
 
     segments = {
-        name: {"start": str(h.min()), "end": str(h.max()), "n_hours": str(len(h))} for name, h in seg.items() if len(h)
+        name: {"start": str(h.min()), "end": str(h.max()), "n_hours": str(len(h))}
+        for name, h in seg.items()
+        if len(h)
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult(
@@ -420,7 +439,17 @@ def _write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
     files["predictions.parquet"] = out / "predictions.parquet"
     files["predictions.csv"] = out / "predictions.csv"
 
-    wss_cols = ["hour", "segment", "wss", "covered_weight", "n_predicted", "n_symbols", "missing_symbols", "unweighted_symbols", "reason"]
+    wss_cols = [
+        "hour",
+        "segment",
+        "wss",
+        "covered_weight",
+        "n_predicted",
+        "n_symbols",
+        "missing_symbols",
+        "unweighted_symbols",
+        "reason",
+    ]
     result.signal[wss_cols].to_csv(out / "wss.csv", index=False)
     files["wss.csv"] = out / "wss.csv"
     signals = result.signal[["hour", "segment", "wss", "decision"]].copy()
@@ -449,9 +478,13 @@ def _write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
         result.sweep_table.to_csv(out / "threshold_sweep.csv", index=False)
         files["threshold_sweep.csv"] = out / "threshold_sweep.csv"
 
-    files["equity.png"] = plots.plot_equity(result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}")
+    files["equity.png"] = plots.plot_equity(
+        result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}"
+    )
     starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items() if k != "embargo"}
-    files["wss.png"] = plots.plot_wss(result.signal, out / "wss.png", result.buy_threshold, result.sell_threshold, starts)
+    files["wss.png"] = plots.plot_wss(
+        result.signal, out / "wss.png", result.buy_threshold, result.sell_threshold, starts
+    )
     (out / "report.md").write_text(render_report(result, extra))
     files["report.md"] = out / "report.md"
     log.info("batch outputs written to %s", out)
@@ -500,8 +533,12 @@ def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
     ]
     if extra["single_snapshot"]:
         lines.append("- A single holdings snapshot was given: today's weights were applied to all history.")
-    lines.append(f"- Share of holdings weight with bars: {extra['holdings_weight_with_bars'] * 100:.1f}% (renormalised over them)")
-    lines.append(f"- Symbols without weight (ignored in the WSS): {', '.join(extra['unweighted_symbols']) or 'none'}")
+    lines.append(
+        f"- Share of holdings weight with bars: {extra['holdings_weight_with_bars'] * 100:.1f}% (renormalised over them)"
+    )
+    lines.append(
+        f"- Symbols without weight (ignored in the WSS): {', '.join(extra['unweighted_symbols']) or 'none'}"
+    )
     no_bars = extra["symbols_without_bars"]
     shown = ", ".join(no_bars[:30]) + (f" ... (+{len(no_bars) - 30})" if len(no_bars) > 30 else "")
     lines.append(f"- Weighted symbols without bars: {shown or 'none'}")
@@ -515,9 +552,17 @@ def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
         f"({extra['n_candidates']} candidate(s) x threshold grid): {_fmt(result.dsr)}",
     ]
     if result.validation_backtest is not None:
-        lines += ["", "## Validation window (threshold sweep)", "", metrics_markdown(result.validation_backtest)]
+        lines += [
+            "",
+            "## Validation window (threshold sweep)",
+            "",
+            metrics_markdown(result.validation_backtest),
+        ]
     notes = result.notes + result.test_backtest.notes
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "Files: predictions.parquet/.csv, wss.csv, signals.csv, backtest.json, equity.png, wss.png."]
+    lines += [
+        "",
+        "Files: predictions.parquet/.csv, wss.csv, signals.csv, backtest.json, equity.png, wss.png.",
+    ]
     return "\n".join(lines) + "\n"

@@ -221,7 +221,10 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) ->
         f["ret_mean_12"] = _mean(r1, 12)
         f["vol_6"] = _std(r1, 6)
         f["vol_12"] = _std(r1, 12)
-        f["vol_ewm_14"] = _ewm_vol(r1, 14, EWM_DECAY)
+        # Blend of squared returns and the Parkinson range estimator (h/l carries most of the volatility
+        # information of a bar); the label scale, so that the size of the next move is hard to predict.
+        parkinson = np.log(h / lo) ** 2 / (4.0 * np.log(2.0))
+        f["vol_ewm_14"] = np.sqrt(0.5 * _ewm_vol(r1, 14, EWM_DECAY) ** 2 + 0.5 * _ewm_vol(np.sqrt(parkinson), 14, EWM_DECAY) ** 2)
         f["vol_ratio_6_12"] = _safe_div(f["vol_6"], f["vol_12"], 1.0)
         f["ret_z_1"] = _safe_div(r1, f["vol_12"])
         gain_w = _wreduce(np.maximum(r1, 0.0), 14, np.add)

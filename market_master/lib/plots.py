@@ -82,4 +82,6 @@ def _date_ticks(ax, hours: pd.Series) -> None:
     step = max(1, n // 8)
     ticks = list(range(0, n, step))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([pd.Timestamp(hours.iloc[i]).strftime("%Y-%m-%d") for i in ticks], rotation=20, fontsize=8)
+    ax.set_xticklabels(
+        [pd.Timestamp(hours.iloc[i]).strftime("%Y-%m-%d") for i in ticks], rotation=20, fontsize=8
+    )

@@ -68,9 +68,7 @@ def next_bar_starts(hours: pd.DatetimeIndex | pd.Series | Iterable[Any]) -> pd.D
     uniq = idx.unique().sort_values()
     bars = calendar.trading_bars(uniq[0], uniq[-1] + pd.Timedelta(days=14))
     pos = bars.searchsorted(uniq, side="right")
-    nxt = [
-        bars[p] if p < len(bars) else calendar.next_bar_start(h) for p, h in zip(pos, uniq, strict=True)
-    ]
+    nxt = [bars[p] if p < len(bars) else calendar.next_bar_start(h) for p, h in zip(pos, uniq, strict=True)]
     nxt_idx = pd.DatetimeIndex(nxt).tz_convert(calendar.TZ)
     return nxt_idx[uniq.get_indexer(idx)].rename("timestamp_next")
 
@@ -135,10 +133,14 @@ def predict_hours(
         finite = np.isfinite(x[cols].to_numpy(dtype=float)).all(axis=1)
         if not finite.all():
             bad = table.loc[ok, ["hour", "symbol"]][~finite].head(5).to_dict("records")
-            raise ValueError(f"{int((~finite).sum())} non-warm-up feature row(s) have NaN/inf features, e.g. {bad}")
+            raise ValueError(
+                f"{int((~finite).sum())} non-warm-up feature row(s) have NaN/inf features, e.g. {bad}"
+            )
         p = np.asarray(model.predict_proba(x.reset_index(drop=True)), dtype=float)
         if p.shape != (int(ok.sum()), len(CLASSES)):
-            raise ValueError(f"model.predict_proba returned shape {p.shape}, expected ({int(ok.sum())}, {len(CLASSES)})")
+            raise ValueError(
+                f"model.predict_proba returned shape {p.shape}, expected ({int(ok.sum())}, {len(CLASSES)})"
+            )
         probs[ok] = p
         action[ok] = np.asarray(CLASSES, dtype=object)[p.argmax(axis=1)]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ SIGNAL_COLUMNS = (
     "reason",
 )
 
-WeightsLike = Union[Mapping[str, float], pd.Series, Callable[[pd.Timestamp], Mapping[str, float]]]
+WeightsLike = Mapping[str, float] | pd.Series | Callable[[pd.Timestamp], Mapping[str, float]]
 
 
 def validate_thresholds(buy_threshold: float, sell_threshold: float) -> None:
@@ -63,7 +62,9 @@ def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "w
 
     Accepts a mapping / Series or an object with a ``weights`` mapping (``lib.weights.WeightsSnapshot``).
     """
-    if not isinstance(weights, (Mapping, pd.Series)) and isinstance(getattr(weights, "weights", None), Mapping):
+    if not isinstance(weights, (Mapping, pd.Series)) and isinstance(
+        getattr(weights, "weights", None), Mapping
+    ):
         weights = weights.weights
     series = pd.Series(dict(weights) if not isinstance(weights, pd.Series) else weights, dtype=float)
     if series.index.has_duplicates:
@@ -80,7 +81,11 @@ def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "w
 
 def _weights_frame(hours: pd.Index, weights: WeightsLike) -> pd.DataFrame:
     """Long frame (hour, symbol, weight) with each hour's normalised snapshot."""
-    if callable(weights) and not isinstance(weights, (Mapping, pd.Series)) and not hasattr(weights, "weights"):
+    if (
+        callable(weights)
+        and not isinstance(weights, (Mapping, pd.Series))
+        and not hasattr(weights, "weights")
+    ):
         parts = []
         for hour in hours:
             snap = normalize_snapshot(weights(hour), where=f"weights at {hour}")
@@ -124,7 +129,9 @@ def compute_wss(
         raise ValueError(f"predictions lack columns {sorted(absent)}")
     dup = predictions.duplicated(["hour", "symbol"])
     if dup.any():
-        raise ValueError(f"predictions have duplicate (hour, symbol) rows: {predictions.loc[dup, ['hour', 'symbol']].head(5).to_dict('records')}")
+        raise ValueError(
+            f"predictions have duplicate (hour, symbol) rows: {predictions.loc[dup, ['hour', 'symbol']].head(5).to_dict('records')}"
+        )
     ok = predictions["status"].eq("ok")
     unknown = ok & ~predictions["action"].isin(list(SCORES))
     if unknown.any():
@@ -155,7 +162,11 @@ def compute_wss(
         }
     )
     missing = merged.loc[weighted & ~is_ok].groupby("hour")["symbol"].agg(_join_sorted)
-    unweighted = merged.loc[~weighted & merged["status"].notna().to_numpy()].groupby("hour")["symbol"].agg(_join_sorted)
+    unweighted = (
+        merged.loc[~weighted & merged["status"].notna().to_numpy()]
+        .groupby("hour")["symbol"]
+        .agg(_join_sorted)
+    )
     out["missing_symbols"] = missing.reindex(out.index).fillna("")
     out["unweighted_symbols"] = unweighted.reindex(out.index).fillna("")
     with np.errstate(invalid="ignore", divide="ignore"):

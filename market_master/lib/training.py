@@ -155,6 +155,7 @@ class TrainingResult:
     margin_se: float
     validation: pd.DataFrame
     label_counts: dict = field(default_factory=dict)
+    input_example: pd.DataFrame | None = None
 
     @property
     def champion(self) -> ComponentModel:
@@ -289,5 +290,6 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         margin=boot.diff,
         margin_se=boot.se,
         validation=validation,
+        input_example=valid.head(3)[["symbol", *FEATURE_COLUMNS]].reset_index(drop=True),
         label_counts={CLASSES[k]: int(v) for k, v in enumerate(np.bincount(y_train, minlength=len(CLASSES)))},
     )

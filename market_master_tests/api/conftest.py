@@ -24,6 +24,7 @@ from market_master.lib.prediction import ModelInfo, predict_hours
 from market_master.lib.signal import compute_wss
 from market_master.lib.sources.synthetic import SyntheticSource
 from market_master.lib.storage import PartitionStore
+from market_master.lib.tracking import log_training
 from market_master.lib.training import TrainingConfig, train_candidates
 from market_master.lib.weights import DEFAULT_UNIVERSE, EMBEDDED_AS_OF, embedded_top10
 from market_master.settings import EXPERIMENT_NAME, MODEL_NAME
@@ -41,10 +42,9 @@ class ApiEnv:
     bars: pd.DataFrame
     stored_keys: list[str]
     signal_keys: list[str]
+    train_until: pd.Timestamp
     v1: str
-    v2: str
     v1_model: object
-    v2_model: object
 
     def settings(self, **overrides) -> Settings:
         values = {
@@ -63,11 +63,7 @@ def _train(features: pd.DataFrame, seed: int):
 
 
 def _register(result, root: Path, tracking_uri: str) -> str:
-    try:
-        from market_master.lib.tracking import log_training
-    except ImportError:  # TEMP until lib/tracking.py lands
-        return _tmp_register(result, root, tracking_uri)
-
+    """log_training: parent + nested runs, champion pyfunc, registered (alias Staging)."""
     registered = log_training(
         result,
         tracking_uri=tracking_uri,
@@ -90,11 +86,8 @@ def api_env(tmp_path_factory) -> ApiEnv:
     train_until = hours[-STORED_HOURS]
     train_rows = features[features["timestamp"] < train_until].reset_index(drop=True)
     first = _train(train_rows, seed=1)
-    later = compute_features(bars[bars["timestamp"] >= hours[60]].reset_index(drop=True))
-    second = _train(later[later["timestamp"] < train_until].reset_index(drop=True), seed=2)
     v1 = _register(first, root, tracking_uri)
     registry.promote(tracking_uri, MODEL_NAME, v1, actor="api-tests", reason="fixture")
-    v2 = _register(second, root, tracking_uri)
     registry.export_local_copy(f"models:/{MODEL_NAME}@Production", root / "models" / "production", tracking_uri)
 
     store = PartitionStore(root / "partitions")
@@ -114,7 +107,16 @@ def api_env(tmp_path_factory) -> ApiEnv:
     signal["universe"] = "qqq"
     signal["weights_as_of"] = str(EMBEDDED_AS_OF)
     signal_keys = store.write_many("index_signal", signal, "hour")
-    return ApiEnv(root, tracking_uri, bars, stored_keys, signal_keys, v1, v2, first.champion, second.champion)
+    return ApiEnv(root, tracking_uri, bars, stored_keys, signal_keys, train_until, v1, first.champion)
+
+
+@pytest.fixture(scope="session")
+def second_version(api_env) -> tuple[str, object]:
+    """A second registered version (other seed, later training start), NOT promoted: (version, model)."""
+    hours = pd.DatetimeIndex(api_env.bars["timestamp"].unique()).sort_values()
+    later = compute_features(api_env.bars[api_env.bars["timestamp"] >= hours[60]].reset_index(drop=True))
+    second = _train(later[later["timestamp"] < api_env.train_until].reset_index(drop=True), seed=2)
+    return _register(second, api_env.root, api_env.tracking_uri), second.champion
 
 
 @pytest.fixture(scope="session")
@@ -143,25 +145,3 @@ def window(bars: pd.DataFrame, symbol: str, n: int, end: int | None = None) -> l
         )
     ]
 
-
-def _tmp_register(result, root, tracking_uri):  # TEMP
-    import tempfile
-
-    import joblib
-    import mlflow
-
-    from market_master.lib.model import ComponentPyfunc
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
-        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=(root / "mlflow" / "artifacts").as_uri())
-    mlflow.set_experiment(EXPERIMENT_NAME)
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
-        path = Path(tmp) / "cm.joblib"
-        joblib.dump(result.champion, path)
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=ComponentPyfunc(), artifacts={"component_model": str(path)},
-            registered_model_name=MODEL_NAME,
-        )
-    return str(info.registered_model_version)

@@ -23,7 +23,8 @@ from market_master.lib.backtest import (
 
 TZ = "America/New_York"
 HOURS = pd.DatetimeIndex(
-    ["2024-07-01 09:30", "2024-07-01 10:30", "2024-07-01 11:30", "2024-07-01 12:30", "2024-07-01 13:30"], tz=TZ
+    ["2024-07-01 09:30", "2024-07-01 10:30", "2024-07-01 11:30", "2024-07-01 12:30", "2024-07-01 13:30"],
+    tz=TZ,
 )
 
 
@@ -193,7 +194,12 @@ def test_sweep_picks_thresholds_that_filter_noise():
     wss = np.where(strong, 1.2 * sign, 0.3 * sign)
     # strong signals are right, weak ones are wrong
     ret = np.where(strong, 0.002 * sign, -0.002 * sign) + rng.normal(0, 0.0005, n)
-    buy, sell, table = sweep_thresholds(pd.Series(wss, index=hours), pd.Series(ret, index=hours), [(0.25, -0.25), (1.0, -1.0), (1.5, -1.5)], cost_bps=0.0)
+    buy, sell, table = sweep_thresholds(
+        pd.Series(wss, index=hours),
+        pd.Series(ret, index=hours),
+        [(0.25, -0.25), (1.0, -1.0), (1.5, -1.5)],
+        cost_bps=0.0,
+    )
     assert (buy, sell) == (1.0, -1.0)
     assert len(table) == 3 and table.loc[2, "exposure"] == 0.0 and table.loc[2, "sharpe"] == 0.0
     assert table.loc[0, "sharpe"] < 0 < table.loc[1, "sharpe"]

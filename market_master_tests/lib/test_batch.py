@@ -30,7 +30,9 @@ def write_csvs(directory: Path, start: str, end: str, symbols=(*SYMBOLS, "QQQ"))
     directory.mkdir(parents=True, exist_ok=True)
     bars = SyntheticSource(seed=11, predictability=0.8).fetch(list(symbols), start, end)
     for sym, g in bars.groupby("symbol"):
-        out = g[["timestamp", "open", "high", "low", "close", "volume"]].rename(columns={"timestamp": "Datetime"})
+        out = g[["timestamp", "open", "high", "low", "close", "volume"]].rename(
+            columns={"timestamp": "Datetime"}
+        )
         out.to_csv(directory / f"{sym}_1h.csv", index=False)
     return directory
 
@@ -66,7 +68,13 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def batch_run(inputs, tmp_path_factory):
     csv_dir, holdings = inputs
-    return run_batch(csv_dir, holdings, tmp_path_factory.mktemp("batch-out"), candidates=FAST, grid=[(0.25, -0.25), (0.5, -0.5), (1.0, -1.0)])
+    return run_batch(
+        csv_dir,
+        holdings,
+        tmp_path_factory.mktemp("batch-out"),
+        candidates=FAST,
+        grid=[(0.25, -0.25), (0.5, -0.5), (1.0, -1.0)],
+    )
 
 
 def test_batch_writes_every_output(batch_run):
@@ -124,7 +132,9 @@ def test_sweep_only_sees_validation_hours(inputs, tmp_path, monkeypatch):
         return real(wss_valid, proxy_valid, grid, cost_bps, **kw)
 
     monkeypatch.setattr(backtest, "sweep_thresholds", spy)
-    res = run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), grid=[(0.25, -0.25), (1.0, -1.0)])
+    res = run_batch(
+        csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), grid=[(0.25, -0.25), (1.0, -1.0)]
+    )
     test_start = pd.Timestamp(res.segments["test"]["start"])
     assert seen and max(seen) < test_start
 
@@ -163,7 +173,9 @@ def test_given_model_and_no_proxy_csv(inputs, batch_run, tmp_path):
     for f in csv_dir.glob("*_1h.csv"):
         if not f.name.startswith("QQQ"):
             (no_proxy / f.name).write_bytes(f.read_bytes())
-    res = run_batch(no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False, buy=0.5, sell=-0.5)
+    res = run_batch(
+        no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False, buy=0.5, sell=-0.5
+    )
     assert res.proxy == "weighted constituents"
     assert (res.buy_threshold, res.sell_threshold) == (0.5, -0.5)
     assert res.n_trials == 1

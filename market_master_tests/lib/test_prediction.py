@@ -53,7 +53,9 @@ def features(bars) -> pd.DataFrame:
 
 def test_statuses_and_non_ok_rows_never_carry_an_action(features):
     model = ReturnSoftmaxModel()
-    out = predict_hours(features, model, universe=["AAA", "BBB", "ZZZ"], model_info=ModelInfo("m", "3", "Staging"))
+    out = predict_hours(
+        features, model, universe=["AAA", "BBB", "ZZZ"], model_info=ModelInfo("m", "3", "Staging")
+    )
     assert list(out.columns) == PREDICTION_COLUMNS
     hours = features["timestamp"].unique()
     assert len(out) == len(hours) * 3
@@ -95,7 +97,9 @@ def test_predictions_match_the_model_on_the_same_feature_rows(features):
 def test_requested_hours_subset_and_unknown_hour_is_missing(features):
     hrs = [pd.Timestamp("2024-07-11 10:30", tz=TZ), "2024-07-11 11:30"]
     out = predict_hours(features, ReturnSoftmaxModel(), hours=hrs)
-    assert sorted(out["hour"].unique()) == [pd.Timestamp(h, tz=TZ) for h in ("2024-07-11 10:30", "2024-07-11 11:30")]
+    assert sorted(out["hour"].unique()) == [
+        pd.Timestamp(h, tz=TZ) for h in ("2024-07-11 10:30", "2024-07-11 11:30")
+    ]
     assert (out["status"] == "ok").all()
     later = predict_hours(features, ReturnSoftmaxModel(), hours=["2024-07-15 09:30"])
     assert (later["status"] == "missing_bar").all() and later["action"].isna().all()

@@ -75,7 +75,15 @@ def test_no_covered_symbol_gives_nan_hold_with_reason():
 
 @pytest.mark.parametrize(
     ("wss", "decision"),
-    [(0.5, "BUY"), (0.4999, "HOLD"), (-0.5, "SELL"), (-0.4999, "HOLD"), (2.0, "BUY"), (-2.0, "SELL"), (0.0, "HOLD")],
+    [
+        (0.5, "BUY"),
+        (0.4999, "HOLD"),
+        (-0.5, "SELL"),
+        (-0.4999, "HOLD"),
+        (2.0, "BUY"),
+        (-2.0, "SELL"),
+        (0.0, "HOLD"),
+    ],
 )
 def test_threshold_edges_are_inclusive(wss, decision):
     assert decide(np.array([wss]), 0.5, -0.5)[0] == decision

@@ -10,7 +10,7 @@ from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.lib import calendar
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.labels import CLASSES
-from market_master.lib.monitoring import classification_quality_report, data_drift_report, log_report_to_mlflow
+from market_master.lib import monitoring
 
 
 class MonitoringConfig(dg.Config):
@@ -50,8 +50,8 @@ def feature_drift_report(
     current = store.read_between("feature_table", start, end)
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     html = storage.path("monitoring", f"feature_drift_{_stamp(end)}.html")
-    summary = data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
-    run_id = log_report_to_mlflow(mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}")
+    summary = monitoring.data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
+    run_id = monitoring.log_report_to_mlflow(mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}")
     return dg.MaterializeResult(
         metadata={
             **_meta(summary),
@@ -86,12 +86,12 @@ def classification_quality_report(
     joined = joined[joined["label"] >= 0]
     if joined.empty:
         raise dg.Failure(f"no labelled predictions between {start} and {end} (the latest bar has no label yet)")
-    y_true = joined["label"].astype(int).to_numpy()
-    y_pred = joined["action"].map({c: i for i, c in enumerate(CLASSES)}).astype(int).to_numpy()
+    y_true = joined["label"].astype(int).map(dict(enumerate(CLASSES))).to_numpy()
+    y_pred = joined["action"].astype(str).to_numpy()
     proba = joined[[f"p_{c}" for c in CLASSES]]
     html = storage.path("monitoring", f"classification_quality_{_stamp(end)}.html")
-    summary = classification_quality_report(y_true, y_pred, proba, html)
-    run_id = log_report_to_mlflow(
+    summary = monitoring.classification_quality_report(y_true, y_pred, proba, html, labels=list(CLASSES))
+    run_id = monitoring.log_report_to_mlflow(
         mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"classification_quality {end}"
     )
     return dg.MaterializeResult(

@@ -6,7 +6,13 @@ regular-hours calendar bars (pre/post-market and in-progress bars are left out a
 converted to America/New_York, and returned as canonical bars. `Close` is split-adjusted but not
 dividend-adjusted (`auto_adjust=False`; `Adj Close` is ignored), like the real-dev files.
 
-The download function is injectable (`download=`), so tests replay recorded payloads without network.
+Yahoo's null bars (an hour with no trades: null open/high/low/close/volume) are dropped by yfinance
+(`keepna=False`), so such an hour is absent from the result, never a NaN row; the bars completeness
+check reports it.
+
+Two test seams: `download=` replaces `yf.download` with a function returning a frame, and `session=`
+(a `requests`/`curl_cffi` Session) is handed to `yf.download(session=...)`, so a session that replays
+recorded Yahoo responses runs yfinance's own parsing without network.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ class YFinanceSource:
         sleep: Callable[[float], None] = time.sleep,
         chunk_days: int = 180,
         clock: Callable[[], pd.Timestamp] | None = None,
+        session: object | None = None,
     ) -> None:
         self.download = download or _default_download
+        self.session = session
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
@@ -147,6 +155,8 @@ class YFinanceSource:
             multi_level_index=True,
             **kwargs,
         )
+        if self.session is not None:
+            call["session"] = self.session
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
             try:

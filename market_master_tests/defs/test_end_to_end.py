@@ -1,0 +1,61 @@
+"""`market-master run` end to end on small synthetic data, in a tmp data root (its own MLflow + Dagster).
+
+planted signal -> every gate passes -> the sensor promotes -> Production v1 -> predictions + WSS;
+predictability=0 -> the baseline gate fails -> the sensor skips -> Production stays v1;
+rollback/promote through the CLI; a second rollback with nothing to roll back to fails clearly.
+"""
+
+import pytest
+
+from market_master import cli, settings
+from market_master.lib import registry
+from market_master.lib.storage import PartitionStore
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["run", "--days", "70", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARKET_MASTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "home"
+
+
+def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home, capsys):
+    uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
+
+    assert cli.main(ARGS) == 0
+    out = capsys.readouterr().out
+    assert "Production: (unset) -> v1" in out
+    for gate in ("champion_beats_baseline", "model_loads_and_predicts", "latency_within_slo"):
+        assert f"gate {gate}" in out
+    assert "FAIL" not in out
+    assert "decision" in out and "covered weight" in out
+    assert registry.get_alias_version(uri, name, "Production") == "1"
+    store = PartitionStore(isolated_home / "partitions")
+    signal = store.read("index_signal", [store.latest_key("index_signal")])
+    assert len(signal) == 1 and signal["decision"].iloc[0] in {"BUY", "SELL", "HOLD"}
+    preds = store.read("component_predictions", [store.latest_key("component_predictions")])
+    assert set(preds["status"]) == {"ok"} and preds["model_version"].eq("1").all()
+    assert list((isolated_home / "monitoring").glob("feature_drift_*.html"))
+    assert (isolated_home / "reports" / "signal_backtest" / "equity.png").exists()
+
+    # a random walk: the champion cannot beat the baselines -> no promotion
+    assert cli.main([*ARGS, "--predictability", "0", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "gate champion_beats_baseline" in out and "FAIL" in out
+    assert "sensor skipped" in out and "champion_beats_baseline" in out
+    assert registry.get_alias_version(uri, name, "Production") == "1"
+
+    # manual promote of the (ungated) v2 and rollback back to v1; then nothing left to roll back to
+    assert cli.main(["promote", "--version", "2", "--reason", "test"]) == 0
+    assert registry.get_alias_version(uri, name, "Production") == "2"
+    assert cli.main(["rollback", "--reason", "bad model"]) == 0
+    assert registry.get_alias_version(uri, name, "Production") == "1"
+    assert cli.main(["rollback", "--reason", "again"]) == 2
+    assert "no earlier version" in capsys.readouterr().err
+    assert cli.main(["history"]) == 0
+    assert "rollback" in capsys.readouterr().out
