@@ -15,20 +15,20 @@ from api.settings import Settings
 from api.store_service import StoreService
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with (`create_app(settings)`)."""
     return request.app.state.settings
 
 
-def get_model_service(request: Request) -> ModelService:
+async def get_model_service(request: Request) -> ModelService:
     return request.app.state.model_service
 
 
-def get_store_service(request: Request) -> StoreService:
+async def get_store_service(request: Request) -> StoreService:
     return request.app.state.store_service
 
 
-def get_batcher(request: Request) -> PredictBatcher:
+async def get_batcher(request: Request) -> PredictBatcher:
     return request.app.state.batcher
 
 
@@ -38,7 +38,7 @@ StoreDep = Annotated[StoreService, Depends(get_store_service)]
 BatcherDep = Annotated[PredictBatcher, Depends(get_batcher)]
 
 
-def get_served_model(service: ModelServiceDep) -> ServedModel:
+async def get_served_model(service: ModelServiceDep) -> ServedModel:
     """The model serving now, or 503 with the reason when none is loaded."""
     try:
         return service.current()

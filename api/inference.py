@@ -1,8 +1,8 @@
 """The per-request prediction path: bar windows in, next-bar class probabilities out.
 
-Concurrent requests are micro-batched (leader/follower, no extra thread): the first request to arrive
-while no batch is running becomes the leader, takes every pending window, runs ONE `compute_features`
-call and ONE `ComponentModel.predict_proba` call for all of them, and hands each follower its row. This
+Concurrent requests are micro-batched on one worker thread (`PredictBatcher`): it takes every pending
+window, runs ONE `compute_features` call and ONE predict_proba call for all of them, and resolves each
+request's future. This
 is the same feature and model code as `lib.prediction.predict_hours` (the tests check equality to 1e-9);
 it only amortises the fixed pandas/sklearn overhead (~3 ms per call) over the requests in flight.
 
@@ -12,7 +12,10 @@ never read each other's bars (features are per symbol); the real symbol is resto
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -88,7 +91,10 @@ class FastEstimator:
             steps = model.estimator.named_steps
             pre = steps["pre"]
             spec = [(name, type(t), list(cols)) for name, t, cols in pre.transformers_ if name != "remainder"]
-            expected = [("num", StandardScaler, list(model.feature_columns)), ("sym", OneHotEncoder, ["symbol"])]
+            expected = [
+                ("num", StandardScaler, list(model.feature_columns)),
+                ("sym", OneHotEncoder, ["symbol"]),
+            ]
             if not isinstance(pre, ColumnTransformer) or spec != expected or list(steps) != ["pre", "clf"]:
                 return None
             if pre.named_transformers_["sym"].handle_unknown != "ignore" or pre.remainder != "drop":
@@ -207,73 +213,82 @@ def predict_windows(model: Any, windows: list[BarWindow]) -> list[WindowPredicti
     return out
 
 
-class _Item:
-    __slots__ = ("model", "window", "result", "done")
-
-    def __init__(self, model: Any, window: BarWindow) -> None:
-        self.model = model
-        self.window = window
-        self.result: WindowPrediction | Exception | None = None
-        self.done = False
-
-
 class PredictBatcher:
-    """Leader/follower micro-batching of `predict_windows` across request threads."""
+    """Micro-batching of `predict_windows` on ONE worker thread.
+
+    Callers submit a window and get a `concurrent.futures.Future`; the worker drains everything queued
+    (up to `max_batch`) into one `predict_windows` call per model. Async routes await the future without
+    blocking the event loop; only this thread runs the CPU-bound pass, so request threads never convoy on
+    the GIL. Per-window failures are set on that window's future only.
+    """
 
     def __init__(self, max_batch: int = 64) -> None:
         self.max_batch = max_batch
-        self._cond = threading.Condition()
-        self._pending: list[_Item] = []
-        self._busy = False
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self.batches = 0
         self.items = 0
 
+    def submit(self, model: Any, window: BarWindow) -> Future:
+        if self._worker is None:
+            with self._start_lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._loop, name="predict-batcher", daemon=True)
+                    self._worker.start()
+        future: Future = Future()
+        self._queue.put((model, window, future))
+        return future
+
     def predict(self, model: Any, window: BarWindow) -> WindowPrediction:
-        """Predict the window's last bar; raises the window's own error (FeatureError, ValueError ...)."""
-        item = _Item(model, window)
-        with self._cond:
-            self._pending.append(item)
-            while not item.done and self._busy:
-                self._cond.wait()
-            if item.done:
-                return _unwrap(item)
-            self._busy = True
-            others = [it for it in self._pending if it is not item]
-            batch, self._pending = [item, *others[: self.max_batch - 1]], others[self.max_batch - 1 :]
-        try:
+        """Blocking form for sync callers."""
+        return self.submit(model, window).result()
+
+    async def predict_async(self, model: Any, window: BarWindow) -> WindowPrediction:
+        return await asyncio.wrap_future(self.submit(model, window))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=10)
+            self._worker = None
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
             self._run(batch)
-        finally:
-            with self._cond:
-                for it in batch:
-                    it.done = True
-                self._busy = False
-                self.batches += 1
-                self.items += len(batch)
-                self._cond.notify_all()
-        return _unwrap(item)
+            self.batches += 1
+            self.items += len(batch)
 
     @staticmethod
-    def _run(batch: list[_Item]) -> None:
-        groups: dict[int, list[_Item]] = {}
-        for it in batch:
-            groups.setdefault(id(it.model), []).append(it)
+    def _run(batch: list) -> None:
+        groups: dict[int, list] = {}
+        for item in batch:
+            groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
             try:
-                results = predict_windows(items[0].model, [it.window for it in items])
+                results = predict_windows(items[0][0], [w for _, w, _ in items])
             except Exception:  # one window broke the shared pass: isolate it
                 results = []
-                for it in items:
+                for model, window, _ in items:
                     try:
-                        results.extend(predict_windows(it.model, [it.window]))
+                        results.extend(predict_windows(model, [window]))
                     except Exception as exc:
                         results.append(exc)
-            for it, res in zip(items, results, strict=True):
-                it.result = res
-
-
-def _unwrap(item: _Item) -> WindowPrediction:
-    if isinstance(item.result, Exception):
-        raise item.result
-    if item.result is None:
-        raise RuntimeError("prediction batch finished without a result")
-    return item.result
+            for (_, _, future), res in zip(items, results, strict=True):
+                if isinstance(res, Exception):
+                    future.set_exception(res)
+                else:
+                    future.set_result(res)

@@ -6,6 +6,7 @@ starts the alias poll and stops it on shutdown. Settings are read when the app s
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,11 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = ModelService(resolved)
         app.state.model_service = service
         service.load_initial()
+        gc.collect()
+        gc.freeze()  # start-up objects (MLflow, sklearn, the model) leave the GC's scans: shorter pauses
         service.start_polling()
         try:
             yield
         finally:
             service.stop_polling()
+            app.state.batcher.close()
 
     app = FastAPI(
         title="Market Master API",

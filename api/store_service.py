@@ -117,6 +117,10 @@ class StoreService:
             return pd.DataFrame()
         return store.read(asset, [key])
 
+    def cached(self, key: tuple):
+        """The memoised value for `key`, or None."""
+        return self._memo.get(key)
+
     def memo(self, key: tuple, build):
         """Tiny per-key memo (keys include the partition key, so stale entries are never hit)."""
         value = self._memo.get(key)

@@ -65,7 +65,9 @@ def build_environment(root: Path) -> tuple[str, list[dict]]:
     nvda = bars[bars["symbol"] == "NVDA"].tail(20)
     rows = [
         {"timestamp": t.isoformat(), "open": o, "high": h, "low": lo, "close": c, "volume": v}
-        for t, o, h, lo, c, v in nvda[["timestamp", "open", "high", "low", "close", "volume"]].itertuples(index=False)
+        for t, o, h, lo, c, v in nvda[["timestamp", "open", "high", "low", "close", "volume"]].itertuples(
+            index=False
+        )
     ]
     return uri, rows
 
@@ -99,7 +101,9 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    length = next(int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length")
+    length = next(
+        int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"
+    )
     return status, length
 
 
@@ -156,10 +160,14 @@ def main() -> None:
         server = subprocess.Popen(cmd, cwd=REPO, env=env)
         try:
             health = _wait_ready(port, server, deadline_s=120)
-            print(f"serving {health['model_name']} v{health['model_version']} ({health['source']}) on :{port}")
+            print(
+                f"serving {health['model_name']} v{health['model_version']} ({health['source']}) on :{port}"
+            )
             cases = {
                 "POST /predict (20 bars)": http_request(
-                    "POST", "/predict", json.dumps({"symbol": "NVDA", "interval": "1h", "bars": rows}).encode()
+                    "POST",
+                    "/predict",
+                    json.dumps({"symbol": "NVDA", "interval": "1h", "bars": rows}).encode(),
                 ),
                 "GET /signal/index": http_request("GET", "/signal/index?universe=qqq"),
             }
@@ -170,7 +178,9 @@ def main() -> None:
                 print(f"{name:26s} c={args.concurrency} {json.dumps(results[name])}")
             targets = {"POST /predict (20 bars)": 30.0, "GET /signal/index": 10.0}
             for name, limit in targets.items():
-                verdict = "MET" if results[name]["p99_ms"] < limit and not results[name]["errors"] else "MISSED"
+                verdict = (
+                    "MET" if results[name]["p99_ms"] < limit and not results[name]["errors"] else "MISSED"
+                )
                 print(f"target {name}: p99 < {limit} ms -> {verdict} ({results[name]['p99_ms']} ms)")
         finally:
             server.terminate()

@@ -87,7 +87,9 @@ def cmd_run(args) -> int:
           f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}")
 
     def run(job_name: str, **kw):
+        t = time.perf_counter()
         res = defs.get_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
+        print(f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s")
         if not res.success:
             failures = [e.message for e in res.all_events if e.is_failure]
             raise SystemExit(f"{job_name} failed (run {res.run_id}):\n  " + "\n  ".join(failures[-3:]))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api.deps import StoreDep
@@ -90,13 +91,17 @@ def build_signal(store: StoreService, universe: str, key: str) -> SignalPublic:
     response_model=SignalPublic,
     responses={404: {"model": ErrorPublic, "description": "unknown universe or nothing stored yet"}},
 )
-def signal_index(
+async def signal_index(
     store: StoreDep,
     universe: Annotated[
         str, Query(min_length=1, max_length=16, description="Index universe", examples=["qqq"])
     ] = "qqq",
 ) -> Response:
-    """Latest stored hourly index signal (WSS, decision, coverage) and each constituent's contribution."""
+    """Latest stored hourly index signal (WSS, decision, coverage) and each constituent's contribution.
+
+    `async`: a cache hit is a few stat calls and a dict lookup; the Parquet reads of a miss (once per new
+    hour) run in the threadpool.
+    """
     uni = universe.strip().lower()
     if uni not in UNIVERSES:
         raise ApiError(404, "unknown_universe", f"unknown universe {universe!r}; known: {list(UNIVERSES)}",
@@ -113,5 +118,9 @@ def signal_index(
         store.file_token(INDEX_SIGNAL, key),
         store.file_token(COMPONENT_PREDICTIONS, key),
     )
-    body = store.memo(token, lambda: build_signal(store, uni, key).model_dump_json().encode())
+    body = store.cached(token)
+    if body is None:
+        body = await run_in_threadpool(
+            store.memo, token, lambda: build_signal(store, uni, key).model_dump_json().encode()
+        )
     return Response(content=body, media_type="application/json")

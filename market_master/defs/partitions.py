@@ -19,4 +19,8 @@ hourly_partitions = dg.TimeWindowPartitionsDefinition(
     fmt=PARTITION_FMT,
     timezone=TZ,
     start=PARTITIONS_START,
+    # The 15:30 bar closes at 16:00 but its cron window runs to the next 09:30: without end_offset=1 its key
+    # would not exist until the next morning. The extra (in-progress) key is never requested by the schedule,
+    # which asks the calendar for the last COMPLETED bar.
+    end_offset=1,
 )

@@ -92,7 +92,10 @@ def paired_bootstrap_macro_f1(
     y = np.asarray(y_true, dtype=np.int64)
     ca = _confusions(y, np.asarray(pred_a, dtype=np.int64), np.asarray(blocks))
     cb = _confusions(y, np.asarray(pred_b, dtype=np.int64), np.asarray(blocks))
-    diff = float(_macro_f1_from_confusion(ca.sum(0, keepdims=True))[0] - _macro_f1_from_confusion(cb.sum(0, keepdims=True))[0])
+    diff = float(
+        _macro_f1_from_confusion(ca.sum(0, keepdims=True))[0]
+        - _macro_f1_from_confusion(cb.sum(0, keepdims=True))[0]
+    )
     rng = np.random.default_rng(seed)
     w = rng.multinomial(len(ca), np.full(len(ca), 1.0 / len(ca)), size=n_boot).astype(float)
     d = _macro_f1_from_confusion(w @ ca) - _macro_f1_from_confusion(w @ cb)
@@ -111,7 +114,11 @@ def information_coefficient(score: np.ndarray, next_return: np.ndarray) -> dict:
     if n < 4 or np.ptp(s[ok]) == 0:
         return {"ic": 0.0, "ic_z": 0.0, "ic_n": float(n)}
     ic = float(spearmanr(s[ok], r[ok]).statistic)
-    return {"ic": ic, "ic_z": float(np.arctanh(np.clip(ic, -0.999999, 0.999999)) * np.sqrt(n - 3)), "ic_n": float(n)}
+    return {
+        "ic": ic,
+        "ic_z": float(np.arctanh(np.clip(ic, -0.999999, 0.999999)) * np.sqrt(n - 3)),
+        "ic_n": float(n),
+    }
 
 
 def model_size_bytes(obj: object) -> int:

@@ -81,7 +81,6 @@ class FeatureConfig:
         return cls(warmup=int(data["warmup"]))
 
 
-
 def _lag(x: np.ndarray, k: int) -> np.ndarray:
     """x shifted down by k rows (NaN on top); rows crossing into another symbol are warm-up rows."""
     if k == 0:
@@ -183,7 +182,9 @@ def _check_bars(bars: pd.DataFrame) -> None:
     order_bad = same & (ts[1:] <= ts[:-1])
     if order_bad.any():
         rows = (np.flatnonzero(order_bad) + 1)[:5].tolist()
-        raise ValueError(f"compute_features: bars not sorted by (symbol, timestamp) / duplicated at rows {rows}")
+        raise ValueError(
+            f"compute_features: bars not sorted by (symbol, timestamp) / duplicated at rows {rows}"
+        )
     starts = np.flatnonzero(np.r_[True, ~same])
     if len(pd.unique(sym[starts])) != len(starts):
         raise ValueError("compute_features: a symbol's bars are not contiguous (sort by symbol, timestamp)")
@@ -224,7 +225,9 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) ->
         # Blend of squared returns and the Parkinson range estimator (h/l carries most of the volatility
         # information of a bar); the label scale, so that the size of the next move is hard to predict.
         parkinson = np.log(h / lo) ** 2 / (4.0 * np.log(2.0))
-        f["vol_ewm_14"] = np.sqrt(0.5 * _ewm_vol(r1, 14, EWM_DECAY) ** 2 + 0.5 * _ewm_vol(np.sqrt(parkinson), 14, EWM_DECAY) ** 2)
+        f["vol_ewm_14"] = np.sqrt(
+            0.5 * _ewm_vol(r1, 14, EWM_DECAY) ** 2 + 0.5 * _ewm_vol(np.sqrt(parkinson), 14, EWM_DECAY) ** 2
+        )
         f["vol_ratio_6_12"] = _safe_div(f["vol_6"], f["vol_12"], 1.0)
         f["ret_z_1"] = _safe_div(r1, f["vol_12"])
         gain_w = _wreduce(np.maximum(r1, 0.0), 14, np.add)

@@ -39,7 +39,13 @@ class RegisteredChampion:
 
 
 def _pip_requirements() -> list[str]:
-    return [f"scikit-learn=={sklearn.__version__}", f"mlflow=={mlflow.__version__}", "pandas", "numpy", "joblib"]
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"mlflow=={mlflow.__version__}",
+        "pandas",
+        "numpy",
+        "joblib",
+    ]
 
 
 def _metrics(values: dict) -> dict[str, float]:
@@ -93,7 +99,10 @@ def log_training(
                 mlflow.log_params(_params(cand.params | {"label_method": result.thresholds.method}))
                 mlflow.log_metrics(_metrics(cand.metrics))
                 mlflow.sklearn.log_model(
-                    cand.model.estimator, name="model", pip_requirements=_pip_requirements(), serialization_format="pickle"
+                    cand.model.estimator,
+                    name="model",
+                    pip_requirements=_pip_requirements(),
+                    serialization_format="pickle",
                 )
                 if name == result.champion_name:
                     champion_run_id = run.info.run_id

@@ -56,7 +56,9 @@ class TrainingConfig:
         if not 0.05 <= self.valid_fraction <= 0.8:
             raise ValueError(f"TrainingConfig.valid_fraction={self.valid_fraction} outside [0.05, 0.8]")
         if self.embargo_bars < 1:
-            raise ValueError(f"TrainingConfig.embargo_bars={self.embargo_bars}: must be >= 1 (labels look 1 bar ahead)")
+            raise ValueError(
+                f"TrainingConfig.embargo_bars={self.embargo_bars}: must be >= 1 (labels look 1 bar ahead)"
+            )
         unknown = [c for c in self.candidates if c not in CANDIDATE_NAMES]
         if unknown or not self.candidates:
             raise ValueError(f"TrainingConfig.candidates: unknown {unknown}; choose from {CANDIDATE_NAMES}")
@@ -106,7 +108,9 @@ class SplitBoundaries:
 def time_split(features: pd.DataFrame, config: TrainingConfig) -> SplitBoundaries:
     """Split the distinct hours (over all symbols): earliest for training, latest `valid_fraction` for
     validation, `embargo_bars` hours dropped between them."""
-    hours = pd.DatetimeIndex(pd.unique(features.loc[~features["warmup"].to_numpy(bool), "timestamp"])).sort_values()
+    hours = pd.DatetimeIndex(
+        pd.unique(features.loc[~features["warmup"].to_numpy(bool), "timestamp"])
+    ).sort_values()
     n = len(hours)
     n_valid = int(np.ceil(config.valid_fraction * n))
     n_train = n - n_valid - config.embargo_bars
@@ -169,8 +173,10 @@ class TrainingResult:
 
 
 def _check_warmup(features: pd.DataFrame, config: FeatureConfig) -> None:
+    # A window read from the stored feature table may start after a symbol's warm-up (sum 0), but never
+    # has more warm-up rows than the config says.
     sizes = features.groupby("symbol", sort=False)["warmup"].agg(["size", "sum"])
-    bad = sizes[sizes["sum"] != np.minimum(sizes["size"], config.warmup)]
+    bad = sizes[sizes["sum"] > np.minimum(sizes["size"], config.warmup)]
     if len(bad):
         raise ValueError(
             f"train_candidates: warm-up rows do not match FeatureConfig(warmup={config.warmup}) for symbols "
@@ -194,7 +200,9 @@ def _evaluate(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, valid: pd.Data
 def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = None) -> TrainingResult:
     """Fit labels on the training window, train every candidate and baseline, evaluate out of sample."""
     config = config or TrainingConfig()
-    missing = [c for c in ["symbol", "timestamp", "close", "warmup", *FEATURE_COLUMNS] if c not in features.columns]
+    missing = [
+        c for c in ["symbol", "timestamp", "close", "warmup", *FEATURE_COLUMNS] if c not in features.columns
+    ]
     if missing:
         raise ValueError(f"train_candidates: features lack columns {missing}")
     _check_warmup(features, config.feature_config)
@@ -211,7 +219,9 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
     y_train = labels[train_mask & keep]
     y_valid = labels[valid_mask & keep]
     if len(np.unique(y_train)) < 2 or len(valid) == 0:
-        raise ValueError(f"train_candidates: {len(train)} training rows / {len(valid)} validation rows are unusable")
+        raise ValueError(
+            f"train_candidates: {len(train)} training rows / {len(valid)} validation rows are unusable"
+        )
     log.info("training on %d rows, validating on %d rows (%s)", len(train), len(valid), split.to_dict())
 
     window = (split.train_start.isoformat(), split.train_end.isoformat())
@@ -247,9 +257,14 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         metrics = _evaluate(y_valid, pred, proba, valid)
         metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}
         metrics["model_size_mb"] = model_size_bytes(pipe) / 1e6
-        metrics |= single_row_latency_ms(model.predict_proba, valid, config.latency_rows, config.latency_rounds)
+        metrics |= single_row_latency_ms(
+            model.predict_proba, valid, config.latency_rows, config.latency_rounds
+        )
         model.metrics = dict(metrics)
-        params = pipeline_params(pipe) | {"max_train_rows": spec.max_train_rows or len(train), "bounds": spec.notes}
+        params = pipeline_params(pipe) | {
+            "max_train_rows": spec.max_train_rows or len(train),
+            "bounds": spec.notes,
+        }
         candidates[name] = CandidateResult(model=model, params=params, metrics=metrics, notes=spec.notes)
         validation[f"pred_{name}"] = pred
         log.info("candidate %s: macro_f1=%.4f fit=%.1fs", name, metrics["macro_f1"], fit_s)
@@ -261,11 +276,17 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         proba = baseline.predict_proba(valid)
         pred = baseline_predict(baseline, valid)
         metrics = _evaluate(y_valid, pred, proba, valid) | {"predict_time_s": time.perf_counter() - t0}
-        baselines[baseline.name] = BaselineResult(baseline=baseline, params=baseline.params(), metrics=metrics)
+        baselines[baseline.name] = BaselineResult(
+            baseline=baseline, params=baseline.params(), metrics=metrics
+        )
         validation[f"pred_{baseline.name}"] = pred
 
-    champion_name = max(candidates, key=lambda k: (candidates[k].metrics["macro_f1"], candidates[k].metrics["accuracy"]))
-    best_baseline = max(baselines, key=lambda k: (baselines[k].metrics["macro_f1"], baselines[k].metrics["accuracy"]))
+    champion_name = max(
+        candidates, key=lambda k: (candidates[k].metrics["macro_f1"], candidates[k].metrics["accuracy"])
+    )
+    best_baseline = max(
+        baselines, key=lambda k: (baselines[k].metrics["macro_f1"], baselines[k].metrics["accuracy"])
+    )
     boot = paired_bootstrap_macro_f1(
         y_valid,
         validation[f"pred_{champion_name}"].to_numpy(),

@@ -58,7 +58,9 @@ class ApiEnv:
 
 
 def _train(features: pd.DataFrame, seed: int):
-    config = TrainingConfig(candidates=("LogReg",), seed=seed, bootstrap_n=20, latency_rounds=1, latency_rows=5)
+    config = TrainingConfig(
+        candidates=("LogReg",), seed=seed, bootstrap_n=20, latency_rounds=1, latency_rows=5
+    )
     return train_candidates(features, config)
 
 
@@ -88,7 +90,9 @@ def api_env(tmp_path_factory) -> ApiEnv:
     first = _train(train_rows, seed=1)
     v1 = _register(first, root, tracking_uri)
     registry.promote(tracking_uri, MODEL_NAME, v1, actor="api-tests", reason="fixture")
-    registry.export_local_copy(f"models:/{MODEL_NAME}@Production", root / "models" / "production", tracking_uri)
+    registry.export_local_copy(
+        f"models:/{MODEL_NAME}@Production", root / "models" / "production", tracking_uri
+    )
 
     store = PartitionStore(root / "partitions")
     stored_hours = hours[-STORED_HOURS:]
@@ -141,7 +145,12 @@ def window(bars: pd.DataFrame, symbol: str, n: int, end: int | None = None) -> l
             "volume": v,
         }
         for ts, o, h, lo, c, v in zip(
-            part["timestamp"], part["open"], part["high"], part["low"], part["close"], part["volume"], strict=True
+            part["timestamp"],
+            part["open"],
+            part["high"],
+            part["low"],
+            part["close"],
+            part["volume"],
+            strict=True,
         )
     ]
-

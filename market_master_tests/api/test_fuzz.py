@@ -62,7 +62,11 @@ def from_schema(schema: dict, spec: dict, api_env, depth: int = 0):
     if kind == "null":
         return st.none()
     if kind == "string":
-        return st.sampled_from(["NVDA", "nvda", "AAPL", "ZZZZ", "qqq", "1h"]) | _timestamps(api_env) | st.text(max_size=10)
+        return (
+            st.sampled_from(["NVDA", "nvda", "AAPL", "ZZZZ", "qqq", "1h"])
+            | _timestamps(api_env)
+            | st.text(max_size=10)
+        )
     return ANY_JSON
 
 
@@ -73,9 +77,7 @@ def _request_body_schema(op: dict) -> dict | None:
 
 def test_no_operation_answers_5xx(client, api_env):
     spec = client.app.openapi()
-    operations = [
-        (path, method, op) for path, item in spec["paths"].items() for method, op in item.items()
-    ]
+    operations = [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
     assert {(p, m) for p, m, _ in operations} >= {
         ("/health", "get"), ("/predict/component", "get"), ("/signal/index", "get"),
         ("/predict", "post"), ("/admin/reload", "post"),
@@ -91,7 +93,9 @@ def test_no_operation_answers_5xx(client, api_env):
         r = client.request(method.upper(), path, params=params, content=content if body is not None else None,
                            headers=headers)  # fmt: skip
         seen.append(r.status_code)
-        assert r.status_code < 500, f"{method.upper()} {path} params={params} body={content[:300]} -> {r.text[:300]}"
+        assert r.status_code < 500, (
+            f"{method.upper()} {path} params={params} body={content[:300]} -> {r.text[:300]}"
+        )
         r.json()  # every answer is JSON
 
     @st.composite

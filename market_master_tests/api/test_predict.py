@@ -64,7 +64,9 @@ def test_naive_timestamps_are_new_york_time(client, api_env):
 
 
 def test_single_bar_without_symbol_says_how_many_bars_are_needed(client):
-    r = client.post("/predict", json={"open": 101.2, "high": 102.1, "low": 100.5, "close": 101.7, "volume": 1e5})
+    r = client.post(
+        "/predict", json={"open": 101.2, "high": 102.1, "low": 100.5, "close": 101.7, "volume": 1e5}
+    )
     assert r.status_code == 422
     body = r.json()
     assert body["error"] == "insufficient_history" and body["field"] == "bars"
@@ -72,7 +74,9 @@ def test_single_bar_without_symbol_says_how_many_bars_are_needed(client):
 
 
 def test_single_bar_completed_from_stored_history(client, api_env):
-    stored = api_env.bars[api_env.bars["timestamp"].isin(pd.DatetimeIndex(api_env.bars["timestamp"].unique())[-30:])]
+    stored = api_env.bars[
+        api_env.bars["timestamp"].isin(pd.DatetimeIndex(api_env.bars["timestamp"].unique())[-30:])
+    ]
     hist = stored[stored["symbol"] == SYMBOL]
     nxt = next_bar_start(hist["timestamp"].iloc[-1])
     bar = {"open": 101.2, "high": 102.1, "low": 100.5, "close": 101.7, "volume": 123456.0}

@@ -5,13 +5,14 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from market_master.definitions import defs
 from market_master.defs.schedules import hourly_signal_schedule
 
 NY = ZoneInfo("America/New_York")
 
 
 def _evaluate(when: dt.datetime):
-    ctx = dg.build_schedule_context(scheduled_execution_time=when)
+    ctx = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
     return hourly_signal_schedule.evaluate_tick(ctx)
 
 

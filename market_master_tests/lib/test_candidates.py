@@ -49,7 +49,9 @@ def test_seven_candidates_fit_bounded(data) -> None:
 
 def test_unknown_symbol_is_ignored(data) -> None:
     f, y, _ = data
-    pipe = build_pipeline(candidate_specs()["LogReg"], FEATURE_COLUMNS, seed=0).fit(f[["symbol", *FEATURE_COLUMNS]], y)
+    pipe = build_pipeline(candidate_specs()["LogReg"], FEATURE_COLUMNS, seed=0).fit(
+        f[["symbol", *FEATURE_COLUMNS]], y
+    )
     row = f[["symbol", *FEATURE_COLUMNS]].head(1).assign(symbol="ZZZ")
     assert pipe.predict_proba(row).shape == (1, 5)
 

@@ -56,7 +56,9 @@ def test_other_symbols_do_not_leak(bars) -> None:
     one = bars[bars["symbol"] == "BBB"].reset_index(drop=True)
     alone = compute_features(one)
     pooled = compute_features(bars)
-    pd.testing.assert_frame_equal(alone, pooled[pooled["symbol"] == "BBB"].reset_index(drop=True), check_exact=True)
+    pd.testing.assert_frame_equal(
+        alone, pooled[pooled["symbol"] == "BBB"].reset_index(drop=True), check_exact=True
+    )
 
 
 def test_latest_bar_has_features_from_its_window(bars) -> None:
@@ -66,7 +68,9 @@ def test_latest_bar_has_features_from_its_window(bars) -> None:
     assert not last["warmup"].any() and np.isfinite(last[FEATURE_COLUMNS].to_numpy()).all()
     tail = bars.groupby("symbol").tail(FeatureConfig().warmup + 1).reset_index(drop=True)
     from_tail = compute_features(tail).groupby("symbol").tail(1)
-    np.testing.assert_allclose(from_tail[FEATURE_COLUMNS].to_numpy(), last[FEATURE_COLUMNS].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        from_tail[FEATURE_COLUMNS].to_numpy(), last[FEATURE_COLUMNS].to_numpy(), rtol=1e-12
+    )
 
 
 def test_values_match_pandas_reference(bars) -> None:

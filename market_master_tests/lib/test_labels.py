@@ -13,7 +13,9 @@ from market_master.lib.sources.synthetic import SyntheticSource
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    bars = SyntheticSource(seed=3, predictability=0.0).fetch(["AAA", "BBB", "CCC", "DDD"], "2024-01-02", "2024-04-30")
+    bars = SyntheticSource(seed=3, predictability=0.0).fetch(
+        ["AAA", "BBB", "CCC", "DDD"], "2024-01-02", "2024-04-30"
+    )
     return compute_features(bars)
 
 
@@ -51,7 +53,10 @@ def test_thresholds_balanced_and_training_only(features, method) -> None:
     # the last training bar's label reads the first bar after the cut: the embargo drops it in training
     train2.loc[train2["timestamp"] == train2["timestamp"].max(), "next_return"] = np.nan
     train.loc[train["timestamp"] == train["timestamp"].max(), "next_return"] = np.nan
-    assert LabelThresholds(method=method).fit(train2).to_dict() == LabelThresholds(method=method).fit(train).to_dict()
+    assert (
+        LabelThresholds(method=method).fit(train2).to_dict()
+        == LabelThresholds(method=method).fit(train).to_dict()
+    )
 
 
 def test_session_slots_have_own_cuts_and_round_trip(features) -> None:

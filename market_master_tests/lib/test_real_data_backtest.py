@@ -27,7 +27,9 @@ def test_real_dev_batch_test_window(real_dev_dir, tmp_path):
     print(metrics_markdown(res.test_backtest))
     print(f"PSR {res.psr:.3f}  DSR {res.dsr:.3f} over {res.n_trials} trials")
 
-    assert res.proxy == "QQQ" and "TSM" not in res.signal["hour"].astype(str)
+    assert res.proxy == "QQQ" and "QQQ" not in set(res.predictions["symbol"])
+    ok = res.signal[res.signal["n_predicted"] > 0]
+    assert (ok["unweighted_symbols"] == "TSM").all()
     assert res.n_trials == len(CANDIDATES) * 36
     assert pd.Timestamp(res.segments["validation"]["end"]) < pd.Timestamp(res.segments["test"]["start"])
     # buy-and-hold over the test window is QQQ's own close-to-close move, with the 1 bp entry cost taken

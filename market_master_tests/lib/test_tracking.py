@@ -16,20 +16,29 @@ from market_master.lib.training import TrainingConfig, train_candidates
 @pytest.fixture(scope="module")
 def result():
     bars = SyntheticSource(seed=2).fetch(["AAA", "BBB", "CCC"], "2024-01-02", "2024-02-09")
-    return train_candidates(compute_features(bars), TrainingConfig(svc_max_rows=300, latency_rows=3, latency_rounds=1))
+    return train_candidates(
+        compute_features(bars), TrainingConfig(svc_max_rows=300, latency_rows=3, latency_rounds=1)
+    )
 
 
 def test_log_training_registers_staging_champion(result, mlflow_uri, tmp_path) -> None:
-    reg = log_training(result, mlflow_uri, "mm-test-exp", "mm-test-model", artifact_location=(tmp_path / "a").as_uri())
+    reg = log_training(
+        result, mlflow_uri, "mm-test-exp", "mm-test-model", artifact_location=(tmp_path / "a").as_uri()
+    )
     client = mlflow.MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("mm-test-exp")
     children = client.search_runs(
         [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{reg.parent_run_id}'"
     )
     names = sorted(r.info.run_name for r in children)
-    assert names == sorted(["RF", "ET", "GB", "HGBT", "MLP", "SVC", "LogReg"] + [f"baseline_{b}" for b in ("majority", "stratified", "momentum")])
+    assert names == sorted(
+        ["RF", "ET", "GB", "HGBT", "MLP", "SVC", "LogReg"]
+        + [f"baseline_{b}" for b in ("majority", "stratified", "momentum")]
+    )
     for run in children:
-        assert {"macro_f1", "accuracy", "f1_hold", "intraday_macro_f1", "overnight_macro_f1"} <= set(run.data.metrics)
+        assert {"macro_f1", "accuracy", "f1_hold", "intraday_macro_f1", "overnight_macro_f1"} <= set(
+            run.data.metrics
+        )
     svc = next(r for r in children if r.info.run_name == "SVC")
     assert "300" in svc.data.params["bounds"]
 
@@ -45,4 +54,6 @@ def test_log_training_registers_staging_champion(result, mlflow_uri, tmp_path) -
     loaded = load_component_model(reg.model_uri)
     assert loaded.thresholds.to_dict() == result.thresholds.to_dict()
     assert loaded.training_window == result.champion.training_window
-    np.testing.assert_allclose(loaded.predict_proba(result.input_example), result.champion.predict_proba(result.input_example))
+    np.testing.assert_allclose(
+        loaded.predict_proba(result.input_example), result.champion.predict_proba(result.input_example)
+    )

@@ -46,7 +46,14 @@ def test_all_seven_train_and_champion_is_best(result) -> None:
     for name, cand in result.candidates.items():
         m = cand.metrics
         assert 0 <= m["macro_f1"] <= 1 and m["model_size_mb"] < 50, name
-        assert {"log_loss", "f1_strong_buy", "intraday_macro_f1", "overnight_macro_f1", "ic", "latency_p99_ms"} <= set(m)
+        assert {
+            "log_loss",
+            "f1_strong_buy",
+            "intraday_macro_f1",
+            "overnight_macro_f1",
+            "ic",
+            "latency_p99_ms",
+        } <= set(m)
     assert result.candidates["SVC"].metrics["train_rows"] == 300
 
 

@@ -42,7 +42,7 @@ def candidate_models(
     """All candidates + baselines trained on one time split; labels fitted on the training window only."""
     store = storage.partitions()
     start, end = training_window(store, config)
-    features = store.read_between("feature_table", start, end)
+    features = store.read_between("feature_table", start, end).sort_values(["symbol", "timestamp"], ignore_index=True)
     if features.empty:
         raise dg.Failure(f"no feature_table rows between {start} and {end}")
     # Rows stored as warm-up stay warm-up; a window that starts mid-history begins warm-up free.
