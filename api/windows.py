@@ -29,6 +29,9 @@ def parse_timestamp(text: str, field: str) -> int:
     except ValueError as exc:
         raise ApiError(422, "invalid_bars", f"{field}: not an ISO 8601 timestamp: {text!r}", field=field,
                        reason="not an ISO 8601 timestamp") from exc  # fmt: skip
+    if not 1971 <= value.year <= 2200:  # int64 nanoseconds hold 1677..2262; bars live well inside
+        raise ApiError(422, "invalid_bars", f"{field}: {text!r} is outside the years 1971..2200", field=field,
+                       reason="timestamp out of range")  # fmt: skip
     if value.tzinfo is None:
         value = value.replace(tzinfo=_NY)
     delta = value - _EPOCH

@@ -64,7 +64,7 @@ def cmd_run(args) -> int:
     import dagster as dg
 
     from market_master.definitions import build_definitions
-    from market_master.defs.promotion.sensors import gate_verdicts, promote_champion_when_gates_pass
+    from market_master.defs.promotion.sensors import gate_evaluations, promote_champion_when_gates_pass
     from market_master.defs.resources import MarketDataResource
     from market_master.defs.training.checks import GATE_NAMES
     from market_master.lib import calendar, registry
@@ -86,8 +86,11 @@ def cmd_run(args) -> int:
     print(f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
           f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}")
 
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if not args.verbose else {}
+
     def run(job_name: str, **kw):
         t = time.perf_counter()
+        kw["run_config"] = {**quiet, **(kw.get("run_config") or {})}
         res = defs.get_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
         print(f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s")
         if not res.success:
@@ -114,12 +117,15 @@ def cmd_run(args) -> int:
             }
         },
     )
-    verdicts = gate_verdicts(instance, res.run_id)
+    evaluations = gate_evaluations(instance, res.run_id)
     champion = res.asset_materializations_for_node("champion_model")[0].metadata
     version = str(champion["model_version"].value)
     print(f"      champion {champion['champion'].value} v{version} macro-F1 {champion['macro_f1'].value:.4f} (alias Staging)")
     for gate in GATE_NAMES:
-        print(f"      gate {gate:<38} {'PASS' if verdicts.get(gate) else 'FAIL'}")
+        ev = evaluations.get(gate)
+        verdict = "not evaluated" if ev is None else ("PASS" if ev.passed else "FAIL")
+        reason = ev.metadata["reason"].value if ev is not None and "reason" in ev.metadata else ""
+        print(f"      gate {gate:<36} {verdict:<5} {reason}")
     print("[3/6] promotion sensor tick ...")
     uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
     before = registry.get_alias_version(uri, name, "Production")
@@ -248,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")
     r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")
     r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--verbose", action="store_true", help="show Dagster's DEBUG event log")
     r.add_argument("--predictability", type=float, default=0.5, help="synthetic only: planted signal (0 = random walk)")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("batch", help="CSV directory + holdings -> predictions, WSS, signals, backtest")
@@ -273,8 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """Keep the console to what matters: our lines, warnings of our own, errors."""
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*(beta|preview|Beta|Preview).*")
+    for name in ("mlflow", "alembic", "evidently"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

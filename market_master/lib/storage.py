@@ -81,7 +81,8 @@ class PartitionStore:
         return written
 
     def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
-        """Concatenate the slices of `keys` in the given order; raises PartitionNotFoundError for a missing one."""
+        """Concatenate the slices of `keys` (sorted by symbol, timestamp when the slices have them);
+        raises PartitionNotFoundError for a missing one."""
         frames = []
         for key in keys:
             path = self.path(asset, key)
@@ -90,7 +91,11 @@ class PartitionStore:
             frames.append(pd.read_parquet(path))
         if not frames:
             return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True)
+        # Per-symbol computations (features, labels) need each symbol's rows contiguous and in time order.
+        if {"symbol", "timestamp"} <= set(frame.columns):
+            frame = frame.sort_values(["symbol", "timestamp"], kind="stable", ignore_index=True)
+        return frame
 
     def read_between(self, asset: str, start_ts: TimeLike, end_ts: TimeLike) -> pd.DataFrame:
         """All slices whose key timestamp lies in [start_ts, end_ts] (keys in `%Y-%m-%d-%H:%M`).

@@ -156,6 +156,11 @@ def _post(client, api_env, mutate, symbol=SYMBOL, **extra):
         (lambda b: b[7].update(timestamp=b[6]["timestamp"]), "bars[6].timestamp", "one bar per"),
         (lambda b: b[-1].update(timestamp="2024-03-28T17:30:00-04:00"), "bars[19].timestamp", "trading-bar"),
         (lambda b: b[2].update(timestamp="not a time"), "bars[2].timestamp", "ISO 8601"),
+        (
+            lambda b: b[2].update(timestamp="00011001000000000"),
+            "bars[2].timestamp",
+            "out of range",
+        ),  # fuzz find
         (lambda b: b[1].update(close=-1.0), "bars[1].close", "greater than 0"),
         (lambda b: b[1].update(volume=-5), "bars[1].volume", "greater than or equal to 0"),
     ],

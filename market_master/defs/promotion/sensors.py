@@ -11,17 +11,22 @@ from market_master.defs.training.checks import GATE_NAMES
 WAIT_FOR_CHECKS_S = 20.0
 
 
-def gate_verdicts(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
-    """{gate name: passed} for the champion_model checks evaluated in `run_id`."""
+def gate_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict:
+    """{gate name: AssetCheckEvaluation} for the champion_model checks evaluated in `run_id`."""
     records = instance.get_records_for_run(
         run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
     ).records
-    verdicts: dict[str, bool] = {}
+    evaluations = {}
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if evaluation.asset_key == dg.AssetKey("champion_model"):
-            verdicts[evaluation.check_name] = bool(evaluation.passed)
-    return verdicts
+            evaluations[evaluation.check_name] = evaluation
+    return evaluations
+
+
+def gate_verdicts(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+    """{gate name: passed} for the champion_model checks evaluated in `run_id`."""
+    return {name: bool(e.passed) for name, e in gate_evaluations(instance, run_id).items()}
 
 
 def _wait_for_verdicts(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
