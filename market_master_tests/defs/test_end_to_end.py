@@ -1,6 +1,6 @@
 """`market-master run` end to end on small synthetic data, in a tmp data root (its own MLflow + Dagster).
 
-planted signal -> every gate passes -> the sensor promotes -> Production v1 -> predictions + WSS;
+planted signal (predictability 1.0) -> every gate passes -> the sensor promotes -> Production v1 -> predictions + WSS;
 predictability=0 -> the baseline gate fails -> the sensor skips -> Production stays v1;
 rollback/promote through the CLI; a second rollback with nothing to roll back to fails clearly.
 """
@@ -27,7 +27,7 @@ def isolated_home(tmp_path, monkeypatch):
 def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home, capsys):
     uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
 
-    assert cli.main(ARGS) == 0
+    assert cli.main([*ARGS, "--predictability", "1.0"]) == 0
     out = capsys.readouterr().out
     assert "Production: (unset) -> v1" in out
     for gate in ("champion_beats_baseline", "model_loads_and_predicts", "latency_within_slo"):
