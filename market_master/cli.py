@@ -23,6 +23,7 @@ import pandas as pd
 from market_master import settings
 
 log = logging.getLogger("market_master")
+INDEX_PROXIES = {"QQQ"}  # an index ETF's own CSV is the backtest proxy, not a constituent
 
 
 def dagster_home() -> Path:
@@ -72,12 +73,19 @@ def cmd_run(args) -> int:
 
     t0 = time.perf_counter()
     home = dagster_home()
+    symbols = args.symbols.split(",") if args.symbols else None
+    if args.source == "csv" and not args.csv_dir:
+        raise SystemExit("--source csv needs --csv-dir")
+    if args.source == "csv" and symbols is None:
+        from market_master.lib.sources.csv_source import CsvSource
+
+        symbols = [s for s in CsvSource(args.csv_dir).available_symbols() if s not in INDEX_PROXIES]
     market = MarketDataResource(
         source=args.source,
         seed=args.seed,
         predictability=args.predictability,
         csv_dir=str(Path(args.csv_dir).resolve()) if args.csv_dir else None,
-        **({"symbols": args.symbols.split(",")} if args.symbols else {}),
+        **({"symbols": symbols} if symbols else {}),
     )
     defs = build_definitions({"market_data": market})
     instance = dg.DagsterInstance.get()
@@ -254,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", default="synthetic", choices=["synthetic", "csv", "yfinance"])
     r.add_argument("--csv-dir", help="directory of <SYMBOL>_1h.csv (source csv)")
     r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
-    r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ)")
+    r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
     r.add_argument("--days", type=int, default=100, help="trading days to ingest (default 100)")
     r.add_argument("--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)")
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated
 
@@ -49,7 +50,9 @@ def build_signal(store: StoreService, universe: str, key: str) -> SignalPublic:
         )
     row = frame.iloc[-1]
     preds = store.read_partition(COMPONENT_PREDICTIONS, key, missing_ok=True)
-    weights = normalize_snapshot(embedded_top10().weights)
+    # the weights the pipeline used at that hour (stored with the signal); older rows: embedded default
+    stored = row.get("weights_json")
+    weights = normalize_snapshot(json.loads(stored) if isinstance(stored, str) and stored else embedded_top10().weights)
     covered = float(row["covered_weight"])
     by_symbol = {str(r["symbol"]): r for r in preds.to_dict("records")} if len(preds) else {}
     components = []

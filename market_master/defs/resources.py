@@ -29,11 +29,11 @@ class MarketDataResource(dg.ConfigurableResource):
             return get_source("synthetic", seed=self.seed, predictability=self.predictability)
         if self.source == "csv":
             if not self.csv_dir:
-                raise dg.Failure("market_data.source is 'csv' but market_data.csv_dir is not set")
+                raise dg.Failure("market_data.source is 'csv' but market_data.csv_dir is not set", allow_retries=False)
             return get_source("csv", directory=self.csv_dir, timezone=self.csv_timezone)
         if self.source == "yfinance":
             return get_source("yfinance")
-        raise dg.Failure(f"unknown market_data.source {self.source!r}: use synthetic, yfinance or csv")
+        raise dg.Failure(f"unknown market_data.source {self.source!r}: use synthetic, yfinance or csv", allow_retries=False)
 
 
 class StorageResource(dg.ConfigurableResource):

@@ -1,5 +1,7 @@
 """Per-symbol predictions and the index signal, one slice per trading-hour partition."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -98,6 +100,7 @@ def index_signal(
     if len(signal):
         signal["universe"] = config.universe
         signal["weights_as_of"] = [as_of_at(h) for h in signal["hour"]]
+        signal["weights_json"] = [json.dumps(weights_at(h), sort_keys=True) for h in signal["hour"]]
     _write_by_hour(store, "index_signal", signal, keys, "hour")
     run_id = None
     if config.log_to_mlflow and len(signal):

@@ -7,10 +7,9 @@ from pydantic import Field
 
 from market_master.defs.inference.loading import load_production_model
 from market_master.defs.resources import MlflowResource, StorageResource
-from market_master.lib import calendar
+from market_master.lib import calendar, monitoring
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.labels import CLASSES
-from market_master.lib import monitoring
 
 
 class MonitoringConfig(dg.Config):
