@@ -99,7 +99,7 @@ def cmd_run(args) -> int:
     def run(job_name: str, allow_failed_checks: bool = False, **kw):
         t = time.perf_counter()
         kw["run_config"] = {**quiet, **(kw.get("run_config") or {})}
-        res = defs.get_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
+        res = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
         print(f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s")
         failed_steps = {e.step_key for e in res.all_events if e.is_step_failure}
         if not res.success and allow_failed_checks and failed_steps and all(
@@ -299,6 +299,7 @@ def _quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*(beta|preview|Beta|Preview).*")
