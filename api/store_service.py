@@ -52,6 +52,7 @@ class StoreService:
         self._latest: dict[str, tuple[int, str | None]] = {}
         self._history: HistoryWindow | None = None
         self._memo: dict[tuple, object] = {}
+        self._nonempty: dict[tuple[str, str | None], tuple[int, str | None]] = {}
 
     def _store(self):
         from market_master.lib.storage import PartitionStore
@@ -75,6 +76,53 @@ class StoreService:
         key = self._store().latest_key(asset)
         self._latest[asset] = (mtime, key)
         return key
+
+    def _folder_mtime(self, asset: str) -> int | None:
+        try:
+            return os.stat(self._store().path(asset, "probe").parent).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def cached_nonempty_key(self, asset: str, universe: str | None = None) -> tuple[bool, str | None]:
+        """(hit, key): the cached `latest_nonempty_key` while the asset folder is unchanged and settled."""
+        mtime = self._folder_mtime(asset)
+        if mtime is None:
+            return True, None
+        cached = self._nonempty.get((asset, universe))
+        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > _SETTLE_NS:
+            return True, cached[1]
+        return False, None
+
+    def latest_nonempty_key(self, asset: str, universe: str | None = None) -> str | None:
+        """Latest partition key whose slice has rows (of `universe`, when the slice has a `universe` column).
+
+        The pipeline writes every partition key, and holiday / half-day-afternoon keys as EMPTY slices, so
+        the lexically latest key is often empty. Keys are walked newest first using the Parquet footer's
+        row count (no data read for empty slices); the answer is cached per asset-folder mtime.
+        """
+        import pyarrow.parquet as pq
+
+        mtime = self._folder_mtime(asset)
+        if mtime is None:
+            return None
+        store = self._store()
+        found = None
+        for key in reversed(store.keys(asset)):
+            path = store.path(asset, key)
+            try:
+                meta = pq.read_metadata(path)
+            except FileNotFoundError:  # replaced between listing and reading: the next request re-lists
+                continue
+            if meta.num_rows == 0:
+                continue
+            if universe is not None and "universe" in meta.schema.names:
+                values = pd.read_parquet(path, columns=["universe"])["universe"].astype(str).str.lower()
+                if not (values == universe).any():
+                    continue
+            found = key
+            break
+        self._nonempty[(asset, universe)] = (mtime, found)
+        return found
 
     def history(self, n_keys: int) -> HistoryWindow | None:
         """The last `n_keys` hourly_bars partitions (all symbols), cached per latest key."""

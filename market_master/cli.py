@@ -143,8 +143,18 @@ def cmd_run(args) -> int:
     print("[3/6] promotion sensor tick ...")
     uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
     before = registry.get_alias_version(uri, name, "Production")
-    ctx = dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=promote_champion_when_gates_pass.name)
+    # The daemon keeps the sensor's cursor in the instance; this one-shot tick keeps it in DAGSTER_HOME so
+    # each champion materialization is decided once.
+    cursor_file = home / "promote_champion_when_gates_pass.cursor"
+    ctx = dg.build_multi_asset_sensor_context(
+        monitored_assets=[dg.AssetKey("champion_model")],
+        instance=instance,
+        definitions=defs,
+        cursor=cursor_file.read_text() if cursor_file.exists() else None,
+    )
     tick = promote_champion_when_gates_pass.evaluate_tick(ctx)
+    if tick.cursor:
+        cursor_file.write_text(tick.cursor)
     if tick.run_requests:
         req = tick.run_requests[0]
         run("promote_job", run_config=req.run_config, tags={**req.tags, "dagster/run_key": req.run_key})
@@ -162,10 +172,8 @@ def cmd_run(args) -> int:
     mon = run("monitoring_job")
     print("[6/6] latest signal")
     store = PartitionStore(settings.data_root() / "partitions")
-    key = store.latest_key("index_signal")
-    sig = store.read("index_signal", [k for k in store.keys("index_signal") if k <= key][-7:])
-    sig = sig.sort_values("hour")
-    latest = sig.iloc[-1]
+    key = store.latest_key("index_signal", nonempty=True)
+    latest = store.read("index_signal", [key]).iloc[-1]
     print(f"      hour {latest['hour']}  WSS {latest['wss']:+.3f}  decision {latest['decision']}  "
           f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])})")
     for node in ("feature_drift_report", "classification_quality_report", "signal_backtest"):

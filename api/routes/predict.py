@@ -10,12 +10,13 @@ from fastapi.responses import Response
 
 from api.deps import BatcherDep, ServedModelDep, SettingsDep, StoreDep
 from api.errors import ApiError
-from api.inference import BarWindow, FeatureError, WindowPrediction
+from api.inference import BarWindow
 from api.model_service import ServedModel
 from api.schemas import ComponentPredictionPublic, ErrorPublic, PredictionPublic, PredictRequest
 from api.store_service import HOURLY_BARS
 from api.windows import check_window, complete_from_history, history_window, window_from_request
 from market_master.lib.labels import CLASSES
+from market_master.lib.prediction import OK, UNKNOWN_SYMBOL, ModelInfo, NonFiniteFeaturesError
 from market_master.lib.weights import DEFAULT_UNIVERSE
 
 router = APIRouter(tags=["predict"])
@@ -43,29 +44,52 @@ def _check_symbol(symbol: str, served: ServedModel, field: str = "symbol") -> st
     return sym
 
 
-def _predict(batcher, served: ServedModel, window: BarWindow) -> WindowPrediction:
+def _info(served: ServedModel) -> ModelInfo:
+    return ModelInfo(served.name, served.version, served.alias)
+
+
+def _non_finite(exc: NonFiniteFeaturesError) -> ApiError:
+    return ApiError(
+        422, "invalid_bars", f"bars: the features of the last bar are not finite (prices too extreme?): {exc}",
+        field="bars", reason="non-finite features",
+    )  # fmt: skip
+
+
+def _predict(batcher, served: ServedModel, window: BarWindow) -> dict:
     try:
-        return batcher.predict(served.model, window.tail(served.min_bars))
-    except FeatureError as exc:
-        raise ApiError(422, "invalid_bars", str(exc), field="bars", reason="non-finite features") from exc
+        return batcher.predict(served.model, _info(served), window.tail(served.min_bars))
+    except NonFiniteFeaturesError as exc:
+        raise _non_finite(exc) from exc
 
 
-async def _predict_async(batcher, served: ServedModel, window: BarWindow) -> WindowPrediction:
+async def _predict_async(batcher, served: ServedModel, window: BarWindow) -> dict:
     try:
-        return await batcher.predict_async(served.model, window.tail(served.min_bars))
-    except FeatureError as exc:
-        raise ApiError(422, "invalid_bars", str(exc), field="bars", reason="non-finite features") from exc
+        return await batcher.predict_async(served.model, _info(served), window.tail(served.min_bars))
+    except NonFiniteFeaturesError as exc:
+        raise _non_finite(exc) from exc
 
 
-def _public(pred: WindowPrediction, served: ServedModel, window: BarWindow, **extra) -> dict:
-    probs = {c: float(p) for c, p in zip(CLASSES, pred.probabilities, strict=True)}
+def _public(row: dict, served: ServedModel, window: BarWindow, **extra) -> dict:
+    """The `predict_windows` row as a PredictionPublic dict; a non-ok status is an ApiError."""
+    if row["status"] == UNKNOWN_SYMBOL:
+        raise ApiError(
+            404, "unknown_symbol", f"unknown symbol {row['symbol']!r}: the served model was not trained on it",
+            field="symbol", reason="not one of the model's trained symbols",
+        )  # fmt: skip
+    if row["status"] != OK:
+        raise ApiError(
+            422, "insufficient_history",
+            f"bars: no prediction for the last bar ({row['status']}): needs {served.min_bars} bars "
+            f"(warm-up {served.warmup} + 1), has {len(window)}",
+            field="bars", reason=f"needs {served.min_bars} bars, has {len(window)}",
+        )  # fmt: skip
     return {
-        "symbol": pred.symbol,
-        "action": pred.action,
-        "probabilities": probs,
-        "confidence": pred.confidence,
-        "bar_time": pred.bar_time.isoformat(),
-        "timestamp_next": pred.timestamp_next.isoformat(),
+        "symbol": row["symbol"],
+        "action": row["action"],
+        "probabilities": {c: row[f"p_{c}"] for c in CLASSES},
+        "confidence": row["confidence"],
+        "bar_time": row["hour"].isoformat(),
+        "timestamp_next": row["timestamp_next"].isoformat(),
         "model_name": served.name,
         "model_version": served.version,
         "model_alias": served.alias,
@@ -108,7 +132,9 @@ def predict_component(
                 field="symbol", reason=f"needs {served.min_bars} bars, has {have}",
             )  # fmt: skip
         used = window.tail(served.min_bars)
-        check_window(used, field_prefix="stored")
+        check_window(
+            used, field_prefix="stored", check_gaps=False
+        )  # as the pipeline: stored bars as they are
         pred = _predict(batcher, served, used)
         return _public(pred, served, used, latest_stored_hour=latest)
 

@@ -1,4 +1,4 @@
-"""GET /signal/index: the latest stored index_signal row with per-symbol contributions."""
+"""GET /signal/index: the latest NON-empty stored index_signal row with per-symbol contributions."""
 
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def build_signal(store: StoreService, universe: str, key: str) -> SignalPublic:
     preds = store.read_partition(COMPONENT_PREDICTIONS, key, missing_ok=True)
     # the weights the pipeline used at that hour (stored with the signal); older rows: embedded default
     stored = row.get("weights_json")
-    weights = normalize_snapshot(json.loads(stored) if isinstance(stored, str) and stored else embedded_top10().weights)
+    weights = normalize_snapshot(
+        json.loads(stored) if isinstance(stored, str) and stored else embedded_top10().weights
+    )
     covered = float(row["covered_weight"])
     by_symbol = {str(r["symbol"]): r for r in preds.to_dict("records")} if len(preds) else {}
     components = []
@@ -102,6 +104,8 @@ async def signal_index(
 ) -> Response:
     """Latest stored hourly index signal (WSS, decision, coverage) and each constituent's contribution.
 
+    Holiday and half-day-afternoon partitions are stored as empty slices: the latest NON-empty one is served.
+
     `async`: a cache hit is a few stat calls and a dict lookup; the Parquet reads of a miss (once per new
     hour) run in the threadpool.
     """
@@ -109,11 +113,14 @@ async def signal_index(
     if uni not in UNIVERSES:
         raise ApiError(404, "unknown_universe", f"unknown universe {universe!r}; known: {list(UNIVERSES)}",
                        field="universe", reason="not a known universe")  # fmt: skip
-    key = store.latest_key(INDEX_SIGNAL)
+    hit, key = store.cached_nonempty_key(INDEX_SIGNAL, uni)
+    if not hit:  # a new slice was written: walk the keys (Parquet footers) off the event loop
+        key = await run_in_threadpool(store.latest_nonempty_key, INDEX_SIGNAL, uni)
     if key is None:
         raise ApiError(
-            404, "nothing_stored", f"no index_signal stored under {store.root}: run the pipeline first"
-        )
+            404, "nothing_stored",
+            f"no non-empty index_signal for universe {uni!r} stored under {store.root}: run the pipeline first",
+        )  # fmt: skip
     token = (
         "signal",
         uni,

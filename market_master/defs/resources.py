@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from market_master import settings
+from market_master.lib.mlflow_experiments import default_artifact_location
 from market_master.lib.sources import MarketDataSource, get_source
 from market_master.lib.storage import PartitionStore
 from market_master.lib.weights import DEFAULT_UNIVERSE
@@ -78,4 +79,4 @@ class MlflowResource(dg.ConfigurableResource):
         return self.tracking_uri or settings.default_tracking_uri()
 
     def artifact_location(self) -> str | None:
-        return None if self.uri().startswith("http") else settings.default_artifact_location()
+        return default_artifact_location(self.uri())

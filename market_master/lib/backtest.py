@@ -6,7 +6,10 @@ Conventions (also in docs/signal_and_backtest.md):
   BUY +1, SELL -1, HOLD 0, held over the NEXT bar: from close(t) to close(next bar). ``proxy_returns`` is
   therefore a Series indexed by the decision hour t whose value is that forward close-to-close return
   (``forward_returns`` builds it from bars). The 15:30 (or half-day 12:30) bar's forward return spans the
-  night: a position held at the close carries the overnight gap.
+  night: a position held at the close carries the overnight gap. Forward returns follow the calendar:
+  NaN unless the next row is exactly ``calendar.next_bar_start(t)`` (a missing bar is never bridged).
+* ``backtest_report`` is the one summary (metrics of signal / buy_and_hold / flat, PSR, DSR) that batch
+  mode and the ``signal_backtest`` asset both report.
 * Costs: ``cost_bps`` basis points per unit of position change, charged on the bar the change happens
   (entering +1 from flat costs 1 unit, flipping -1 -> +1 costs 2). The start is flat.
 * Annualisation: ``BARS_PER_YEAR = 1764`` = 7 regular-session hourly bars x 252 sessions, the bars that
@@ -19,14 +22,17 @@ Conventions (also in docs/signal_and_backtest.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from market_master.lib import calendar
 from market_master.lib.signal import BUY, HOLD, SELL, decide, normalize_snapshot
+from market_master.lib.weights import WeightsHistory, WeightsSnapshot
 
 BARS_PER_YEAR = 1764  # 7 x 252 regular-session hourly bars; NOT 8,760 (would overstate Sharpe ~2.2x)
 EULER_MASCHERONI = 0.5772156649015329
@@ -135,10 +141,47 @@ def max_drawdown(returns: Sequence[float] | pd.Series | np.ndarray) -> float:
 # ---------------------------------------------------------------- returns
 
 
-def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
-    """Close-to-close return from bar t to the symbol's next bar, indexed by t (last bar: NaN).
+def _calendar_next_ok(symbols: np.ndarray, timestamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Bool per row (rows sorted by symbol, time): the next row is the same symbol's CALENDAR next bar.
 
-    ``bars`` are canonical bars (``symbol, timestamp, close`` ...); with ``symbol`` only that symbol.
+    Row t qualifies only if row t+1 has the same symbol and starts exactly at
+    ``calendar.next_bar_start(t)``; a missing bar (or an off-calendar timestamp) breaks the chain, so a
+    return never spans two bars (the same rule as ``labels.next_bar_log_return``). Last row: False.
+    """
+    n = len(symbols)
+    ok = np.zeros(n, dtype=bool)
+    if n < 2:
+        return ok
+    index = pd.DatetimeIndex(timestamps)
+    if index.tz is None:
+        raise ValueError("forward returns need tz-aware timestamps (canonical bars)")
+    ns = index.tz_convert(calendar.TZ).as_unit("ns").asi8
+    starts = calendar.trading_bars(index.min(), index.max()).as_unit("ns").asi8
+    if len(starts) == 0:
+        return ok
+    nxt = np.searchsorted(starts, ns, side="right")  # first bar start strictly after t
+    has_next = nxt < len(starts)
+    next_ns = np.where(has_next, starts[np.minimum(nxt, len(starts) - 1)], -1)
+    ok[:-1] = (symbols[1:] == symbols[:-1]) & has_next[:-1] & (ns[1:] == next_ns[:-1])
+    return ok
+
+
+def _forward(frame: pd.DataFrame) -> np.ndarray:
+    """Calendar-aware close-to-close forward returns of ``frame`` (sorted by symbol, timestamp)."""
+    close = frame["close"].to_numpy(dtype=float)
+    ok = _calendar_next_ok(frame["symbol"].to_numpy(), frame["timestamp"])
+    fwd = np.full(close.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fwd[:-1] = np.where(ok[:-1], close[1:] / close[:-1] - 1.0, np.nan)
+    return fwd
+
+
+def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
+    """Close-to-close return from bar t to the calendar's next bar, indexed by t.
+
+    NaN unless the symbol's next row starts exactly at ``calendar.next_bar_start(t)`` (a missing bar
+    gives NaN, never a return over two bars) and for the last bar. ``bars`` are canonical bars
+    (``symbol, timestamp, close`` ...); with ``symbol`` only that symbol.
     """
     frame = bars if symbol is None else bars[bars["symbol"] == symbol]
     if symbol is not None and frame.empty:
@@ -146,38 +189,86 @@ def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
     if frame["symbol"].nunique() > 1:
         raise ValueError(f"forward_returns needs one symbol, got {sorted(frame['symbol'].unique())}")
     frame = frame.sort_values("timestamp")
-    close = frame["close"].to_numpy(dtype=float)
-    fwd = np.full(close.shape, np.nan)
-    fwd[:-1] = close[1:] / close[:-1] - 1.0
+    fwd = _forward(frame)
     return pd.Series(fwd, index=pd.DatetimeIndex(frame["timestamp"], name="hour"), name="forward_return")
 
 
-def weighted_constituent_returns(bars: pd.DataFrame, weights: Mapping[str, float] | pd.Series) -> pd.Series:
-    """Index proxy: sum_i w_i r_i(t) of the constituents' forward returns, indexed by hour t.
+WeightsInput = (
+    Mapping[str, float] | pd.Series | WeightsSnapshot | WeightsHistory | Callable[[pd.Timestamp], Any]
+)
 
-    Weights are renormalised at each hour over the weighted symbols that have a forward return there
-    (a symbol missing its next bar does not count as a zero return). Hours without any: NaN.
-    """
-    snap = normalize_snapshot(weights)
-    sub = bars[bars["symbol"].isin(list(snap))]
-    if sub.empty:
-        raise ValueError(f"no bars for any weighted symbol {sorted(snap)}")
-    sub = sub.sort_values(["symbol", "timestamp"])
-    close = sub["close"].to_numpy(dtype=float)
-    sym = sub["symbol"].to_numpy()
-    fwd = np.full(close.shape, np.nan)
-    same = sym[1:] == sym[:-1]
-    fwd[:-1] = np.where(same, close[1:] / close[:-1] - 1.0, np.nan)
-    w = sub["symbol"].map(snap).to_numpy(dtype=float)
-    has = np.isfinite(fwd)
-    frame = pd.DataFrame(
+
+def _is_point_in_time(weights: object) -> bool:
+    """True for a ``WeightsHistory`` or a callable ``hour -> snapshot``; False for one snapshot."""
+    if isinstance(weights, WeightsHistory):
+        return True
+    return callable(weights) and not isinstance(weights, (Mapping, pd.Series, WeightsSnapshot))
+
+
+def _weights_long(hours: pd.DatetimeIndex, weights: object) -> pd.DataFrame:
+    """(hour, symbol, weight) with each hour's normalised snapshot; a snapshot or ``hour -> snapshot``."""
+    if not _is_point_in_time(weights):
+        snap = normalize_snapshot(weights)
+        return pd.DataFrame(
+            {
+                "hour": hours.repeat(len(snap)),
+                "symbol": np.tile(np.array(list(snap), dtype=object), len(hours)),
+                "weight": np.tile(np.array(list(snap.values()), dtype=float), len(hours)),
+            }
+        )
+    lookup = weights.at if isinstance(weights, WeightsHistory) else weights
+    cache: dict[tuple, dict[str, float]] = {}
+    hour_col, sym_col, w_col = [], [], []
+    for hour in hours:
+        raw = lookup(hour)
+        mapping = raw.weights if isinstance(raw, WeightsSnapshot) else raw
+        key = tuple(sorted(dict(mapping).items()))
+        snap = cache.get(key)
+        if snap is None:
+            snap = cache[key] = normalize_snapshot(mapping, where=f"weights at {hour}")
+        hour_col += [hour] * len(snap)
+        sym_col += list(snap)
+        w_col += list(snap.values())
+    return pd.DataFrame(
         {
-            "hour": sub["timestamp"].reset_index(drop=True),
-            "wr": np.where(has, fwd * w, 0.0),
-            "w": np.where(has, w, 0.0),
+            "hour": pd.DatetimeIndex(hour_col, tz=hours.tz),
+            "symbol": sym_col,
+            "weight": np.asarray(w_col, float),
         }
     )
-    g = frame.groupby("hour", sort=True)[["wr", "w"]].sum()
+
+
+def weighted_constituent_returns(bars: pd.DataFrame, weights: WeightsInput) -> pd.Series:
+    """Index proxy: sum_i w_i(t) r_i(t) of the constituents' calendar-aware forward returns, by hour t.
+
+    ``weights``: one snapshot (dict / Series / ``WeightsSnapshot``), a callable ``hour -> snapshot`` or a
+    ``WeightsHistory``; point-in-time weights weight each hour with the snapshot in force at that hour.
+    Weights are renormalised at each hour over the weighted symbols that have a forward return there (a
+    symbol missing its next bar does not count as a zero return). Hours without any: NaN.
+    """
+    if not _is_point_in_time(weights):
+        weights = normalize_snapshot(weights)
+        sub = bars[bars["symbol"].isin(list(weights))]
+        if sub.empty:
+            raise ValueError(f"no bars for any weighted symbol {sorted(weights)}")
+    else:
+        sub = bars
+        if sub.empty:
+            raise ValueError("weighted_constituent_returns got no bars")
+    sub = sub.sort_values(["symbol", "timestamp"]).reset_index(drop=True)
+    fwd = _forward(sub)
+    hours = pd.DatetimeIndex(sub["timestamp"].unique()).sort_values()
+    rows = pd.DataFrame({"hour": pd.DatetimeIndex(sub["timestamp"]), "symbol": sub["symbol"], "fwd": fwd})
+    merged = rows.merge(_weights_long(hours, weights), on=["hour", "symbol"], how="left")
+    if not (merged["weight"].fillna(0.0) > 0).any():
+        raise ValueError(f"no bars for any weighted symbol (bars hold {sorted(sub['symbol'].unique())})")
+    w = merged["weight"].fillna(0.0).to_numpy(dtype=float)
+    f = merged["fwd"].to_numpy(dtype=float)
+    has = np.isfinite(f) & (w > 0)
+    frame = pd.DataFrame(
+        {"hour": merged["hour"], "wr": np.where(has, f * w, 0.0), "w": np.where(has, w, 0.0)}
+    )
+    g = frame.groupby("hour", sort=True)[["wr", "w"]].sum().reindex(hours, fill_value=0.0)
     out = (g["wr"] / g["w"].where(g["w"] > 0)).rename("forward_return")
     out.index = pd.DatetimeIndex(out.index, name="hour")
     return out
@@ -293,6 +384,75 @@ def run_backtest(
         n_unpriced=n_unpriced,
         notes=notes,
     )
+
+
+STRATEGIES = ("signal", "buy_and_hold", "flat")
+
+
+def backtest_report(
+    signal: pd.DataFrame,
+    proxy_returns: pd.Series,
+    cost_bps: float,
+    n_trials: int,
+    trials_sr_variance: float | None = None,
+    periods_per_year: float = BARS_PER_YEAR,
+) -> dict[str, Any]:
+    """Backtest ``signal`` (``hour, decision``) and summarise it: the one report batch and the assets share.
+
+    Returns a dict: ``metrics`` (signal / buy_and_hold / flat -> metric dict, each with
+    ``annualization_factor``), ``annualization_factor``, ``cost_bps``, ``n_bars`` (traded),
+    ``n_unpriced``, ``psr`` (P[true Sharpe > 0] of the signal's after-cost returns), ``dsr`` (PSR against
+    the expected max Sharpe of ``n_trials`` trials), ``n_trials``, ``trials_sr_variance`` and
+    ``trials_sr_variance_source``, ``expected_max_sharpe_per_bar``, ``notes``, and ``result`` (the
+    ``BacktestResult``, for its per-bar frame and plots). Every key except ``result`` is JSON-able
+    (floats may be NaN).
+
+    ``trials_sr_variance``: variance of the per-bar Sharpe across the trials (e.g. the validation sweep
+    table's ``per_bar_sharpe``). None: one trial needs none (DSR = PSR); with several trials the null
+    sampling variance of a per-bar Sharpe estimate, 1 / (n_bars - 1), is used and stated.
+    """
+    if int(n_trials) < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    result = run_backtest(signal, proxy_returns, cost_bps, periods_per_year)
+    net = result.frame["strategy_return"].to_numpy(dtype=float)
+    n = int(net.size)
+    if trials_sr_variance is not None:
+        variance, source = float(trials_sr_variance), "given (variance of the trials' per-bar Sharpe)"
+    elif n_trials == 1:
+        variance, source = 0.0, "single trial: nothing to deflate"
+    else:
+        variance = 1.0 / (n - 1) if n > 1 else float("nan")
+        source = "null sampling variance of a per-bar Sharpe, 1 / (n_bars - 1)"
+    psr = probabilistic_sharpe_ratio(net)
+    if math.isfinite(variance):
+        sr0 = expected_max_sharpe(int(n_trials), variance)
+        dsr = probabilistic_sharpe_ratio(net, sr0)
+    else:
+        sr0, dsr = float("nan"), float("nan")
+    return {
+        "metrics": {name: dict(result.metrics[name]) for name in STRATEGIES},
+        "annualization_factor": result.annualization_factor,
+        "cost_bps": result.cost_bps,
+        "n_bars": n,
+        "n_unpriced": result.n_unpriced,
+        "psr": psr,
+        "dsr": dsr,
+        "n_trials": int(n_trials),
+        "trials_sr_variance": variance,
+        "trials_sr_variance_source": source,
+        "expected_max_sharpe_per_bar": sr0,
+        "notes": list(result.notes),
+        "result": result,
+    }
+
+
+def trials_sr_variance(table: pd.DataFrame | None) -> float:
+    """Sample variance (ddof=1) of the finite ``per_bar_sharpe`` values of a sweep table (0 if < 2)."""
+    if table is None:
+        return 0.0
+    sr = table["per_bar_sharpe"].to_numpy(dtype=float)
+    sr = sr[np.isfinite(sr)]
+    return float(np.var(sr, ddof=1)) if sr.size > 1 else 0.0
 
 
 def sweep_thresholds(

@@ -12,7 +12,7 @@ sweep never sees a test hour.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -23,13 +23,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_master.lib import backtest, calendar, plots
+from market_master.lib import backtest, calendar
 from market_master.lib import bars as bars_lib
+from market_master.lib.batch_report import metrics_markdown, render_report, write_outputs
 from market_master.lib.features import FeatureConfig, compute_features
 from market_master.lib.prediction import ModelInfo, predict_hours
 from market_master.lib.signal import compute_wss, decide, validate_thresholds
 from market_master.lib.sources.csv_source import CsvSource
 from market_master.lib.weights import load_holdings_csv
+
+__all__ = [
+    "BatchInputError",
+    "BatchResult",
+    "check_model_is_out_of_sample",
+    "metrics_markdown",
+    "render_report",
+    "run_batch",
+    "split_sessions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +180,8 @@ def train_on_segments(
     }
     if candidates:
         kwargs["candidates"] = tuple(candidates)
+    if "test_fraction" in {f.name for f in dataclasses.fields(training.TrainingConfig)}:
+        kwargs["test_fraction"] = 0.0  # batch keeps its own test segment (never shown to training)
     result = training.train_candidates(rows, training.TrainingConfig(**kwargs))
     split = result.split
     hours = fit_hours.sort_values()
@@ -197,6 +210,30 @@ def resolve_model(model: Any, tracking_uri: str | None = None) -> tuple[Any, Mod
             name, version, alias = parse_model_uri(model)
         return load_component_model(model), ModelInfo(name=name or model, version=version, alias=alias)
     return model, ModelInfo(name=getattr(model, "name", None) or type(model).__name__)
+
+
+def check_model_is_out_of_sample(model: Any, test_start: pd.Timestamp) -> None:
+    """Raise BatchInputError if the model saw the test segment: its ``training_window`` end (or
+    ``validation_window`` end, when the model has one) is on or after ``test_start``; the reported test
+    table would then be in-sample. A model without a ``training_window`` cannot be checked: refused too."""
+    windows = {"training_window": getattr(model, "training_window", None)}
+    if getattr(model, "validation_window", None) is not None:
+        windows["validation_window"] = model.validation_window
+    if windows["training_window"] is None:
+        raise BatchInputError(
+            f"the given model {type(model).__name__} has no training_window: cannot check that the test "
+            f"segment (from {test_start}) is out of sample"
+        )
+    for name, window in windows.items():
+        end = pd.Timestamp(window[1])
+        if end.tz is None:
+            end = end.tz_localize(calendar.TZ)
+        if end >= test_start:
+            raise BatchInputError(
+                f"the given model's {name} ends {end} (window {window[0]} .. {window[1]}), on/after the "
+                f"test segment start {test_start}: the test table would be in-sample. Give bars that extend "
+                f"past the model's windows, or lower train_fraction/valid_fraction so the test starts later"
+            )
 
 
 def _sweep_candidates(
@@ -284,11 +321,12 @@ def run_batch(
         proxy_fwd = backtest.forward_returns(proxy_bars)
         proxy_name = str(proxy_symbol)
     else:
-        proxy_fwd = backtest.weighted_constituent_returns(
-            cbars, _restrict_snapshot(snapshot, set(constituents))
-        )
+        proxy_fwd = backtest.weighted_constituent_returns(cbars, wss_weights)
         proxy_name = "weighted constituents"
-        notes.append(f"no {proxy_symbol} CSV: the proxy is the weighted constituents' next-bar return")
+        notes.append(
+            f"no {proxy_symbol} CSV: the proxy is the weighted constituents' next-bar return"
+            + ("" if single_snapshot else " (point-in-time weights of the holdings history)")
+        )
 
     training_result = None
     if model is None:
@@ -299,6 +337,7 @@ def run_batch(
         n_candidates = len(training_result.candidates)
     else:
         the_model, info = resolve_model(model, tracking_uri)
+        check_model_is_out_of_sample(the_model, seg["test"].min())
         model_name = info.name or "given model"
         n_candidates = 1
         notes.append(f"model given ({model_name}): no training in batch; the train segment is unused")
@@ -335,15 +374,12 @@ def run_batch(
     signal["segment"] = _segment_of(signal["hour"], seg)
 
     valid_bt = backtest.run_backtest(signal[signal["segment"] == "validation"], proxy_valid, cost_bps)
-    test_bt = backtest.run_backtest(signal[signal["segment"] == "test"], proxy_fwd, cost_bps)
-
     n_trials = n_candidates * (len(grid_pairs) if sweep else 1)
-    trial_sr = trials["per_bar_sharpe"].to_numpy(dtype=float) if trials is not None else np.array([])
-    trial_sr = trial_sr[np.isfinite(trial_sr)]
-    trials_var = float(np.var(trial_sr, ddof=1)) if trial_sr.size > 1 else 0.0
-    test_returns = test_bt.frame["strategy_return"].to_numpy()
-    psr = backtest.probabilistic_sharpe_ratio(test_returns)
-    dsr = backtest.deflated_sharpe_ratio(test_returns, n_trials, trials_var)
+    trials_var = backtest.trials_sr_variance(trials)
+    report = backtest.backtest_report(
+        signal[signal["segment"] == "test"], proxy_fwd, cost_bps, n_trials, trials_var
+    )
+    test_bt, psr, dsr = report["result"], report["psr"], report["dsr"]
 
     segments = {
         name: {"start": str(h.min()), "end": str(h.max()), "n_hours": str(len(h))}
@@ -384,7 +420,7 @@ def run_batch(
             else None
         ),
     }
-    _write_outputs(result, extra)
+    write_outputs(result, extra)
     return result
 
 
@@ -413,156 +449,3 @@ def _segment_of(hours: pd.Series, seg: dict[str, pd.DatetimeIndex]) -> np.ndarra
     for name, h in seg.items():
         out[idx.isin(h)] = name
     return out
-
-
-# ---------------------------------------------------------------- outputs
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.floating, np.integer)):
-        return _jsonable(value.item())
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
-    out = result.out_dir
-    files = result.files
-    preds = result.predictions.copy()
-    preds.to_parquet(out / "predictions.parquet", index=False)
-    preds.to_csv(out / "predictions.csv", index=False)
-    files["predictions.parquet"] = out / "predictions.parquet"
-    files["predictions.csv"] = out / "predictions.csv"
-
-    wss_cols = [
-        "hour",
-        "segment",
-        "wss",
-        "covered_weight",
-        "n_predicted",
-        "n_symbols",
-        "missing_symbols",
-        "unweighted_symbols",
-        "reason",
-    ]
-    result.signal[wss_cols].to_csv(out / "wss.csv", index=False)
-    files["wss.csv"] = out / "wss.csv"
-    signals = result.signal[["hour", "segment", "wss", "decision"]].copy()
-    signals["buy_threshold"] = result.buy_threshold
-    signals["sell_threshold"] = result.sell_threshold
-    signals.to_csv(out / "signals.csv", index=False)
-    files["signals.csv"] = out / "signals.csv"
-
-    payload = {
-        "proxy": result.proxy,
-        "model": result.model_name,
-        "segments": result.segments,
-        "thresholds": {"buy": result.buy_threshold, "sell": result.sell_threshold, "swept_on": "validation"},
-        "annualization_factor": result.test_backtest.annualization_factor,
-        "test": result.test_backtest.metrics,
-        "validation": result.validation_backtest.metrics if result.validation_backtest else None,
-        "psr_test": result.psr,
-        "dsr_test": result.dsr,
-        "n_trials": result.n_trials,
-        "notes": result.notes + result.test_backtest.notes,
-        **extra,
-    }
-    (out / "backtest.json").write_text(json.dumps(_jsonable(payload), indent=2, default=str))
-    files["backtest.json"] = out / "backtest.json"
-    if result.sweep_table is not None:
-        result.sweep_table.to_csv(out / "threshold_sweep.csv", index=False)
-        files["threshold_sweep.csv"] = out / "threshold_sweep.csv"
-
-    files["equity.png"] = plots.plot_equity(
-        result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}"
-    )
-    starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items() if k != "embargo"}
-    files["wss.png"] = plots.plot_wss(
-        result.signal, out / "wss.png", result.buy_threshold, result.sell_threshold, starts
-    )
-    (out / "report.md").write_text(render_report(result, extra))
-    files["report.md"] = out / "report.md"
-    log.info("batch outputs written to %s", out)
-
-
-def _fmt(x: float, pct: bool = False) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x * 100:.2f}%" if pct else f"{x:.3f}"
-
-
-def metrics_markdown(bt: backtest.BacktestResult) -> str:
-    """The signal / buy-and-hold / flat table as Markdown."""
-    lines = [
-        "| strategy | total return | ann. return | Sharpe | max drawdown | hit rate | turnover/yr | exposure |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, m in bt.metrics.items():
-        lines.append(
-            f"| {name} | {_fmt(m['total_return'], True)} | {_fmt(m['annualized_return'], True)} | {_fmt(m['sharpe'])} "
-            f"| {_fmt(m['max_drawdown'], True)} | {_fmt(m['hit_rate'], True)} | {m['turnover_per_year']:.0f} "
-            f"| {_fmt(m['exposure'], True)} |"
-        )
-    return "\n".join(lines)
-
-
-def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
-    """Human summary of a batch run (Markdown)."""
-    seg = result.segments
-    decisions = result.signal[result.signal["segment"] == "test"]["decision"].value_counts().to_dict()
-    status = result.predictions["status"].value_counts().to_dict()
-    lines = [
-        "# Market Master batch report",
-        "",
-        f"- Constituents with bars: {', '.join(extra['constituents'])}",
-        f"- Proxy traded: {result.proxy}; model: {result.model_name}",
-        f"- Segments: train {seg['train']['start']} .. {seg['train']['end']}; validation {seg['validation']['start']} .. "
-        f"{seg['validation']['end']}; test {seg['test']['start']} .. {seg['test']['end']}",
-        f"- Thresholds: BUY if WSS >= {result.buy_threshold:g}, SELL if WSS <= {result.sell_threshold:g} "
-        + ("(swept on validation only)" if result.sweep_table is not None else "(given, not swept)"),
-        f"- Costs: {extra['cost_bps']:g} bp per unit of position change; Sharpe annualised with "
-        f"{result.test_backtest.annualization_factor:g} bars/year (7 x 252 trading hours)",
-        f"- Prediction statuses: {status}; test decisions: {decisions}",
-        "",
-        "## Weights",
-    ]
-    if extra["single_snapshot"]:
-        lines.append("- A single holdings snapshot was given: today's weights were applied to all history.")
-    lines.append(
-        f"- Share of holdings weight with bars: {extra['holdings_weight_with_bars'] * 100:.1f}% (renormalised over them)"
-    )
-    lines.append(
-        f"- Symbols without weight (ignored in the WSS): {', '.join(extra['unweighted_symbols']) or 'none'}"
-    )
-    no_bars = extra["symbols_without_bars"]
-    shown = ", ".join(no_bars[:30]) + (f" ... (+{len(no_bars) - 30})" if len(no_bars) > 30 else "")
-    lines.append(f"- Weighted symbols without bars: {shown or 'none'}")
-    lines += [
-        "",
-        "## Test window (reported; never used for fitting or the sweep)",
-        "",
-        metrics_markdown(result.test_backtest),
-        "",
-        f"- PSR (P[true Sharpe > 0]): {_fmt(result.psr)}; DSR over {result.n_trials} trials "
-        f"({extra['n_candidates']} candidate(s) x threshold grid): {_fmt(result.dsr)}",
-    ]
-    if result.validation_backtest is not None:
-        lines += [
-            "",
-            "## Validation window (threshold sweep)",
-            "",
-            metrics_markdown(result.validation_backtest),
-        ]
-    notes = result.notes + result.test_backtest.notes
-    if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += [
-        "",
-        "Files: predictions.parquet/.csv, wss.csv, signals.csv, backtest.json, equity.png, wss.png.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -190,7 +190,8 @@ class StratifiedBaseline(Baseline):
 
 
 class MomentumBaseline(Baseline):
-    """The last bar's return, scaled like the labels, cut with the training thresholds (tomorrow = today)."""
+    """The last bar's return, scaled like the labels (by the label volatility at t), cut with the training
+    thresholds (tomorrow = today)."""
 
     name = "momentum"
 
@@ -198,10 +199,7 @@ class MomentumBaseline(Baseline):
         self.thresholds = thresholds
 
     def predict_proba(self, frame) -> np.ndarray:
-        r = frame["ret_1"].to_numpy(np.float64)
-        if self.thresholds.method != "quantile":
-            vol = frame[self.thresholds.vol_column].to_numpy(np.float64)
-            r = np.where(vol > 0, r / np.where(vol > 0, vol, 1.0), 0.0)
+        r = self.thresholds.scale(frame["ret_1"].to_numpy(np.float64), frame)
         cls = self.thresholds.classify(np.nan_to_num(r), frame)
         p = np.zeros((len(frame), len(CLASSES)))
         p[np.arange(len(frame)), cls] = 1.0

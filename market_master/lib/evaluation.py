@@ -102,23 +102,53 @@ def paired_bootstrap_macro_f1(
     return BootstrapResult(diff=diff, se=float(d.std(ddof=1)), n_blocks=len(ca), n_boot=n_boot)
 
 
-def information_coefficient(score: np.ndarray, next_return: np.ndarray) -> dict:
-    """Spearman correlation of the expected score with the realised next return, with z = atanh(ic) sqrt(n-3).
+def information_coefficient(
+    score: np.ndarray, next_return: np.ndarray, hours: np.ndarray | None = None
+) -> dict:
+    """Spearman correlation of the expected score with the realised next return.
 
-    The z treats rows as independent; rows of one hour are correlated, so read it as optimistic.
+    `ic_z` = atanh(ic) sqrt(n-3) treats rows as independent; rows of one hour share the market factor, so
+    it is optimistic. With `hours` given, the hour-clustered version is added: the Spearman IC within each
+    hour (hours with >= 3 usable rows and non-constant score and return), `ic_hour_mean` = their mean and
+    `ic_hour_z` = mean / (std / sqrt(n_hours)), with `ic_hours` = n_hours. Read `ic_hour_z` for significance.
     """
     s = np.asarray(score, dtype=float)
     r = np.asarray(next_return, dtype=float)
     ok = np.isfinite(s) & np.isfinite(r)
     n = int(ok.sum())
-    if n < 4 or np.ptp(s[ok]) == 0:
-        return {"ic": 0.0, "ic_z": 0.0, "ic_n": float(n)}
-    ic = float(spearmanr(s[ok], r[ok]).statistic)
-    return {
-        "ic": ic,
-        "ic_z": float(np.arctanh(np.clip(ic, -0.999999, 0.999999)) * np.sqrt(n - 3)),
-        "ic_n": float(n),
-    }
+    out = {"ic": 0.0, "ic_z": 0.0, "ic_n": float(n)}
+    if n >= 4 and np.ptp(s[ok]) > 0:
+        ic = float(spearmanr(s[ok], r[ok]).statistic)
+        out |= {"ic": ic, "ic_z": float(np.arctanh(np.clip(ic, -0.999999, 0.999999)) * np.sqrt(n - 3))}
+    if hours is not None:
+        if len(hours) != len(s):
+            raise ValueError(f"information_coefficient: {len(hours)} hours for {len(s)} scores")
+        out |= hour_clustered_ic(s[ok], r[ok], np.asarray(hours)[ok])
+    return out
+
+
+def hour_clustered_ic(score: np.ndarray, next_return: np.ndarray, hours: np.ndarray) -> dict:
+    """Per-hour Spearman IC, then its mean and z = mean / (std / sqrt(n_hours)) over the hours."""
+    frame = pd.DataFrame({"h": hours, "s": score, "r": next_return})
+    ranks = frame.groupby("h", sort=False)[["s", "r"]].rank()
+    ranks["h"] = frame["h"]
+    g = ranks.groupby("h", sort=False)
+    dev = ranks[["s", "r"]] - g[["s", "r"]].transform("mean")
+    dev["h"] = frame["h"]
+    dev["sr"] = dev["s"] * dev["r"]
+    dev["ss"] = dev["s"] ** 2
+    dev["rr"] = dev["r"] ** 2
+    agg = dev.groupby("h", sort=False)[["sr", "ss", "rr"]].sum()
+    agg["n"] = g.size()
+    valid = (agg["n"] >= 3) & (agg["ss"] > 0) & (agg["rr"] > 0)
+    per_hour = (agg["sr"] / np.sqrt(agg["ss"] * agg["rr"]))[valid].to_numpy()
+    k = len(per_hour)
+    if k < 2:
+        return {"ic_hour_mean": 0.0, "ic_hour_z": 0.0, "ic_hours": float(k)}
+    mean = float(per_hour.mean())
+    sd = float(per_hour.std(ddof=1))
+    z = mean / (sd / np.sqrt(k)) if sd > 0 else 0.0
+    return {"ic_hour_mean": mean, "ic_hour_z": float(z), "ic_hours": float(k)}
 
 
 def model_size_bytes(obj: object) -> int:

@@ -18,7 +18,11 @@ FAST_PATH_MAX_ROWS = 64
 
 @dataclass
 class ComponentModel:
-    """One fitted candidate with its feature config, label thresholds and training window."""
+    """One fitted candidate with its feature config, label thresholds and training window.
+
+    `validation_window` (set by train_candidates): the hours this model was selected on; its metrics there
+    are optimistic, so judge it on hours after that window.
+    """
 
     name: str
     estimator: object
@@ -29,6 +33,7 @@ class ComponentModel:
     training_window: tuple[str, str]
     trained_symbols: list[str]
     metrics: dict = field(default_factory=dict)
+    validation_window: tuple[str, str] | None = None  # hours the champion was selected on (not test)
 
     def _inputs(self, features: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in ["symbol", *self.feature_columns] if c not in features.columns]

@@ -213,12 +213,13 @@ def log_report_to_mlflow(
     """Log the HTML (+ summary.json) as artifacts and numeric summary leaves as metrics; returns run id."""
     from mlflow.tracking import MlflowClient
 
+    from market_master.lib.mlflow_experiments import ensure_experiment
+
     html = Path(html_path)
     if not html.exists():
         raise FileNotFoundError(f"report HTML {html} does not exist")
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    experiment_id = ensure_experiment(client, experiment_name)
     run = client.create_run(
         experiment_id, run_name=run_name, tags={"market_master.report": str(summary.get("report"))}
     )

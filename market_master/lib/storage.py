@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from market_master.lib.calendar import PARTITION_FMT, TZ, TimeLike, key_to_timestamp, to_timestamp
 
@@ -117,10 +118,16 @@ class PartitionStore:
             if not p.name.startswith(".tmp-")
         )
 
-    def latest_key(self, asset: str) -> str | None:
-        """The last stored key, or None when the asset has none."""
+    def latest_key(self, asset: str, nonempty: bool = False) -> str | None:
+        """The last stored key, or None when the asset has none. With `nonempty`, the last key whose slice
+        has rows (holiday and half-day-afternoon partitions are stored as empty slices)."""
         keys = self.keys(asset)
-        return keys[-1] if keys else None
+        if not nonempty:
+            return keys[-1] if keys else None
+        for key in reversed(keys):
+            if pq.read_metadata(self.path(asset, key)).num_rows > 0:
+                return key
+        return None
 
     def exists(self, asset: str, key: str) -> bool:
         return self.path(asset, key).exists()

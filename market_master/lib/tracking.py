@@ -25,7 +25,8 @@ STAGING_ALIAS = "Staging"
 METRIC_KEYS = (
     "macro_f1", "accuracy", "f1_strong_sell", "f1_sell", "f1_hold", "f1_buy", "f1_strong_buy", "log_loss",
     "fit_time_s", "predict_time_s", "model_size_mb", "latency_p50_ms", "latency_p99_ms", "intraday_macro_f1",
-    "overnight_macro_f1", "ic", "ic_z", "train_rows", "margin_vs_best_baseline", "margin_se",
+    "overnight_macro_f1", "ic", "ic_z", "ic_hour_mean", "ic_hour_z", "train_rows", "margin_vs_best_baseline",
+    "margin_se",
 )  # fmt: skip
 
 
@@ -50,6 +51,11 @@ def _pip_requirements() -> list[str]:
 
 def _metrics(values: dict) -> dict[str, float]:
     return {k: float(values[k]) for k in METRIC_KEYS if k in values and np.isfinite(values[k])}
+
+
+def _test_metrics(result: TrainingResult, name: str) -> dict[str, float]:
+    """`test_<key>` for the held-out test metrics of `name` (empty without a test segment)."""
+    return {f"test_{k}": v for k, v in _metrics(result.test_metrics.get(name, {})).items()}
 
 
 def _params(values: dict) -> dict[str, str]:
@@ -90,6 +96,18 @@ def log_training(
                 "champion_beats_best_baseline": float(result.champion_beats_best_baseline),
             }
         )
+        if result.has_test:
+            mlflow.log_params({"test_best_baseline": result.test_best_baseline_name})
+            test_best = result.test_metrics[result.test_best_baseline_name]
+            mlflow.log_metrics(
+                _test_metrics(result, result.champion_name)
+                | {
+                    "test_best_baseline_macro_f1": float(test_best["macro_f1"]),
+                    "test_margin": float(result.test_margin),
+                    "test_margin_se": float(result.test_margin_se),
+                }
+            )
+            mlflow.log_text(result.test_table().to_csv(), "comparison_test.csv")
         mlflow.log_dict(result.thresholds.to_dict(), "label_thresholds.json")
         mlflow.log_text(result.table().to_csv(), "comparison.csv")
         champion_run_id = None
@@ -98,6 +116,9 @@ def log_training(
                 mlflow.set_tags({"kind": "candidate", "candidate": name})
                 mlflow.log_params(_params(cand.params | {"label_method": result.thresholds.method}))
                 mlflow.log_metrics(_metrics(cand.metrics))
+                if name == result.champion_name:
+                    mlflow.log_params(_params({f"split_{k}": v for k, v in result.split.to_dict().items()}))
+                    mlflow.log_metrics(_test_metrics(result, name))
                 mlflow.sklearn.log_model(
                     cand.model.estimator,
                     name="model",
@@ -110,7 +131,7 @@ def log_training(
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"baseline_{name}", nested=True):
                 mlflow.set_tags({"kind": "baseline", "baseline": name})
                 mlflow.log_params(_params(base.params))
-                mlflow.log_metrics(_metrics(base.metrics))
+                mlflow.log_metrics(_metrics(base.metrics) | _test_metrics(result, name))
 
         # The champion once more as the serving pyfunc (ComponentModel inside), registered with alias Staging.
         with mlflow.start_run(run_id=champion_run_id, nested=True):
@@ -136,8 +157,15 @@ def log_training(
             "champion": result.champion_name,
             "beats_baseline": str(result.champion_beats_best_baseline).lower(),
             "margin": f"{result.margin:.5f}",
+            "validation_window": f"{result.split.valid_start.isoformat()}..{result.split.valid_end.isoformat()}",
             "thresholds": json.dumps(result.thresholds.to_dict()["cuts"])[:5000],
         }
+        if result.has_test:
+            tags |= {
+                "test_window": f"{result.split.test_start.isoformat()}..{result.split.test_end.isoformat()}",
+                "test_margin": f"{result.test_margin:.5f}",
+                "test_margin_se": f"{result.test_margin_se:.5f}",
+            }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
     log.info("registered %s v%s (alias %s) from run %s", model_name, version, STAGING_ALIAS, champion_run_id)

@@ -9,14 +9,15 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric
 
+from market_master.lib.mlflow_experiments import ensure_experiment
+
 DECISION_CODE = {"SELL": -1, "HOLD": 0, "BUY": 1}
 
 
 def log_index_signal(tracking_uri: str, experiment_name: str, signal: pd.DataFrame, run_name: str) -> str:
     """One MLflow run holding the hourly WSS series (metric step = hour index, timestamp = the bar time)."""
     client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    experiment_id = ensure_experiment(client, experiment_name)
     run = client.create_run(experiment_id, run_name=run_name, tags={"market_master.kind": "index_signal"})
     metrics: list[Metric] = []
     for step, row in enumerate(signal.itertuples(index=False)):

@@ -202,3 +202,32 @@ def test_extreme_prices_never_500(client, api_env):
     r = client.post("/predict", json={"symbol": SYMBOL, "bars": rows})
     assert r.status_code in (200, 422), r.text
     assert np.isfinite(list(r.json().get("probabilities", {"x": 0.0}).values())).all()
+
+
+def test_window_with_a_gap_is_422_naming_the_row_and_both_timestamps(client, api_env):
+    rows = window(api_env.bars, SYMBOL, 21)
+    del rows[8]  # bar 8 now follows bar 7 with one trading bar missing in between
+    r = client.post("/predict", json={"symbol": SYMBOL, "bars": rows})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "invalid_bars" and body["field"] == "bars[8].timestamp" and body["rows"] == [8]
+    assert rows[7]["timestamp"] in body["message"] and rows[8]["timestamp"] in body["message"]
+    expected = next_bar_start(rows[7]["timestamp"]).isoformat()
+    assert f"expected {expected}" in body["reason"]
+    # overnight and weekend steps are not gaps: the same bars without the hole are fine
+    assert (
+        client.post("/predict", json={"symbol": SYMBOL, "bars": window(api_env.bars, SYMBOL, 20)}).status_code
+        == 200
+    )
+
+
+def test_short_window_with_a_gap_after_stored_history_is_422(client, api_env):
+    first = next_bar_start(api_env.bars["timestamp"].max())
+    third = next_bar_start(next_bar_start(first))
+    bar = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0}
+    bars = [{"timestamp": first.isoformat(), **bar}, {"timestamp": third.isoformat(), **bar}]
+    r = client.post("/predict", json={"symbol": SYMBOL, "bars": bars})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "bars[1].timestamp" and first.isoformat() in r.json()["message"]
+    ok = client.post("/predict", json={"symbol": SYMBOL, "bars": bars[:1]})
+    assert ok.status_code == 200 and ok.json()["history_bars_used"] == 16

@@ -7,6 +7,7 @@ materialized into an ephemeral instance; the REAL sensor then reads that run's c
 import dagster as dg
 import pytest
 
+from market_master.definitions import defs
 from market_master.defs.promotion.sensors import promote_champion_when_gates_pass
 from market_master.defs.training.checks import GATE_NAMES
 
@@ -25,7 +26,9 @@ def _materialize_champion(instance: dg.DagsterInstance, version: str, failing: s
 
 
 def _tick(instance, cursor=None):
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor)
+    ctx = dg.build_multi_asset_sensor_context(
+        monitored_assets=[dg.AssetKey("champion_model")], instance=instance, cursor=cursor, definitions=defs
+    )
     return promote_champion_when_gates_pass.evaluate_tick(ctx)
 
 
@@ -54,6 +57,31 @@ def test_failing_gate_yields_no_run_request_and_names_the_gate(failing):
             assert gate in result.skip_message
         for gate in set(GATE_NAMES) - failing:
             assert gate not in result.skip_message
+
+
+def test_pending_gates_are_decided_on_a_later_tick_not_skipped_for_good():
+    """A tick that sees the champion before its gate checks finished must not consume it."""
+    from market_master.defs.promotion.sensors import decide
+
+    with dg.instance_for_test() as instance:
+        run_id = _materialize_champion(instance, "5", failing=set())
+        record = instance.fetch_materializations(dg.AssetKey("champion_model"), limit=1).records[0]
+        # simulate "run still in progress, verdicts not all recorded yet"
+        real_get_run = instance.get_run_by_id
+
+        class _Running:
+            is_finished = False
+
+        instance.get_run_by_id = lambda rid: _Running() if rid == run_id else real_get_run(rid)
+        real_records = instance.get_records_for_run
+        instance.get_records_for_run = lambda **kw: type("R", (), {"records": real_records(**kw).records[:2]})()
+        assert decide(instance, record.event_log_entry).pending
+        pending = _tick(instance)
+        assert not pending.run_requests and "still running" in pending.skip_message
+        # checks complete: the next tick (same cursor) promotes
+        instance.get_run_by_id, instance.get_records_for_run = real_get_run, real_records
+        later = _tick(instance, cursor=pending.cursor)
+        assert [r.run_key for r in later.run_requests] == ["promote-mm-test-model-v5"]
 
 
 def test_no_materialization_no_request():

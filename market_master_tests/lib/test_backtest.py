@@ -208,3 +208,134 @@ def test_sweep_picks_thresholds_that_filter_noise():
 def test_sweep_rejects_empty_inputs():
     with pytest.raises(ValueError):
         sweep_thresholds(pd.Series([], dtype=float), pd.Series([], dtype=float))
+
+
+# ---------------------------------------------------------------- calendar-aware forward returns
+
+ts = pd.Timestamp
+
+
+def _bars(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": [r[0] for r in rows],
+            "timestamp": [ts(r[1], tz=TZ) for r in rows],
+            "close": [r[2] for r in rows],
+        }
+    )
+
+
+def test_forward_return_over_a_missing_bar_is_nan():
+    bars = _bars(
+        [
+            ("A", "2024-07-01 14:30", 100.0),
+            ("A", "2024-07-01 15:30", 101.0),  # -> next session's 09:30: the overnight bar, priced
+            ("A", "2024-07-02 09:30", 99.0),
+            # 10:30 missing: the 09:30 return would span two bars
+            ("A", "2024-07-02 11:30", 98.0),
+            ("A", "2024-07-02 12:30", 98.98),
+            ("A", "2024-11-29 11:30", 50.0),  # half-day: 12:30 missing (Yahoo), next row is Monday
+            ("A", "2024-12-02 09:30", 51.0),
+        ]
+    )
+    f = forward_returns(bars, "A")
+    assert f.loc[ts("2024-07-01 14:30", tz=TZ)] == pytest.approx(0.01)
+    assert f.loc[ts("2024-07-01 15:30", tz=TZ)] == pytest.approx(99 / 101 - 1)
+    assert math.isnan(f.loc[ts("2024-07-02 09:30", tz=TZ)])
+    assert f.loc[ts("2024-07-02 11:30", tz=TZ)] == pytest.approx(0.01)
+    assert math.isnan(f.loc[ts("2024-07-02 12:30", tz=TZ)])  # next row is months later
+    assert math.isnan(f.loc[ts("2024-11-29 11:30", tz=TZ)])
+    assert math.isnan(f.loc[ts("2024-12-02 09:30", tz=TZ)])  # last bar
+
+
+def test_weighted_proxy_skips_a_symbol_missing_its_next_bar():
+    bars = _bars(
+        [
+            ("A", "2024-07-01 09:30", 100.0),
+            ("A", "2024-07-01 11:30", 110.0),  # A lacks 10:30
+            ("A", "2024-07-01 12:30", 121.0),
+            ("B", "2024-07-01 09:30", 50.0),
+            ("B", "2024-07-01 10:30", 51.0),
+            ("B", "2024-07-01 11:30", 49.98),
+            ("B", "2024-07-01 12:30", 50.0),
+        ]
+    )
+    idx = weighted_constituent_returns(bars, {"A": 3.0, "B": 1.0})
+    # 09:30: A's next row is 11:30, not the calendar's 10:30 -> only B counts (not a 2-bar A return)
+    assert idx.loc[HOURS[0]] == pytest.approx(0.02)
+    assert idx.loc[ts("2024-07-01 10:30", tz=TZ)] == pytest.approx(49.98 / 51 - 1)
+    assert idx.loc[ts("2024-07-01 11:30", tz=TZ)] == pytest.approx(0.75 * 0.1 + 0.25 * (50 / 49.98 - 1))
+
+
+# ---------------------------------------------------------------- point-in-time proxy weights
+
+
+def _two_day_bars() -> pd.DataFrame:
+    rows = []
+    for day in ("2024-07-01", "2024-07-02"):
+        for k, hour in enumerate(("09:30", "10:30", "11:30")):
+            rows.append(("A", f"{day} {hour}", 100.0 * (1.01**k)))
+            rows.append(("B", f"{day} {hour}", 100.0 * (0.98**k)))
+    return _bars(rows).sort_values(["symbol", "timestamp"], ignore_index=True)
+
+
+def test_weighted_proxy_uses_the_snapshot_in_force_each_hour():
+    from market_master.lib.weights import WeightsHistory, WeightsSnapshot
+
+    bars = _two_day_bars()
+    day1, day2 = ts("2024-07-01").date(), ts("2024-07-02").date()
+
+    def weights_at(hour: pd.Timestamp) -> dict[str, float]:
+        return {"A": 3.0, "B": 1.0} if hour.date() == day1 else {"A": 1.0, "B": 3.0}
+
+    got = weighted_constituent_returns(bars, weights_at)
+    a, b = 0.01, -0.02
+    assert got.loc[ts("2024-07-01 09:30", tz=TZ)] == pytest.approx(0.75 * a + 0.25 * b)
+    assert got.loc[ts("2024-07-02 09:30", tz=TZ)] == pytest.approx(0.25 * a + 0.75 * b)
+    history = WeightsHistory(
+        [
+            WeightsSnapshot(day1, {"A": 0.3, "B": 0.1}, "t"),
+            WeightsSnapshot(day2, {"A": 0.1, "B": 0.3}, "t"),
+        ]
+    )
+    pd.testing.assert_series_equal(weighted_constituent_returns(bars, history), got)
+    # a single (latest) snapshot gives a different day-1 proxy: the history is really used
+    latest = weighted_constituent_returns(bars, {"A": 1.0, "B": 3.0})
+    assert latest.loc[ts("2024-07-01 09:30", tz=TZ)] != pytest.approx(got.loc[ts("2024-07-01 09:30", tz=TZ)])
+    with pytest.raises(ValueError, match="weights at"):
+        weighted_constituent_returns(bars, lambda hour: {"A": 0.0})
+
+
+# ---------------------------------------------------------------- backtest_report
+
+
+def test_backtest_report_matches_its_parts():
+    import json
+
+    from market_master.lib.backtest import backtest_report
+
+    rng = np.random.default_rng(1)
+    hours = pd.date_range("2024-01-02 09:30", periods=60, freq="h", tz=TZ)
+    signal = pd.DataFrame({"hour": hours, "decision": rng.choice(["BUY", "SELL", "HOLD"], size=60)})
+    proxy = pd.Series(rng.normal(0.0005, 0.003, 60), index=hours)
+    proxy.iloc[-1] = np.nan
+    rep = backtest_report(signal, proxy, 2.0, n_trials=12, trials_sr_variance=0.01)
+    bt = run_backtest(signal, proxy, 2.0)
+    net = bt.frame["strategy_return"].to_numpy()
+    assert set(rep["metrics"]) == {"signal", "buy_and_hold", "flat"}
+    assert rep["metrics"]["signal"]["sharpe"] == pytest.approx(bt.metrics["signal"]["sharpe"])
+    assert rep["metrics"]["buy_and_hold"]["annualization_factor"] == BARS_PER_YEAR
+    assert rep["annualization_factor"] == BARS_PER_YEAR and rep["n_unpriced"] == 1 and rep["n_bars"] == 59
+    assert rep["psr"] == pytest.approx(hand_psr(list(net), 0.0))
+    assert rep["dsr"] == pytest.approx(deflated_sharpe_ratio(net, 12, 0.01))
+    assert rep["dsr"] < rep["psr"]
+    json.dumps({k: v for k, v in rep.items() if k != "result"})  # JSON-able apart from the result object
+    # no trial variance: one trial -> DSR = PSR; several -> null sampling variance 1/(n-1), stated
+    one = backtest_report(signal, proxy, 2.0, n_trials=1)
+    assert one["dsr"] == pytest.approx(one["psr"]) and one["trials_sr_variance"] == 0.0
+    many = backtest_report(signal, proxy, 2.0, n_trials=36)
+    assert many["trials_sr_variance"] == pytest.approx(1 / 58)
+    assert many["dsr"] == pytest.approx(deflated_sharpe_ratio(net, 36, 1 / 58))
+    assert "1 / (n_bars - 1)" in many["trials_sr_variance_source"]
+    with pytest.raises(ValueError):
+        backtest_report(signal, proxy, 2.0, n_trials=0)

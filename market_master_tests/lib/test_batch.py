@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -209,3 +210,70 @@ def test_split_sessions_fractions():
     assert [len(seg[k]) for k in ("train", "validation", "test")] == [18, 6, 6]
     with pytest.raises(ValueError):
         split_sessions(hours, 0.9, 0.2)
+
+
+def _copy_without_proxy(csv_dir: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for f in csv_dir.glob("*_1h.csv"):
+        if not f.name.startswith("QQQ"):
+            (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_given_model_that_saw_the_test_segment_is_refused(inputs, batch_run, tmp_path):
+    csv_dir, holdings = inputs
+    test_start = pd.Timestamp(batch_run.segments["test"]["start"])
+    model = batch_run.model
+    late = dataclasses.replace(model, training_window=(model.training_window[0], test_start.isoformat()))
+    with pytest.raises(BatchInputError, match=r"training_window ends 2024-.*test segment start 2024-"):
+        run_batch(csv_dir, holdings, tmp_path / "a", model=late, sweep=False)
+    # a model validated (selected) on test hours is refused too
+    selected_late = dataclasses.replace(model)
+    selected_late.validation_window = (model.training_window[1], str(test_start + pd.Timedelta(days=1)))
+    with pytest.raises(BatchInputError, match="validation_window ends"):
+        run_batch(csv_dir, holdings, tmp_path / "b", model=selected_late, sweep=False)
+    # one hour before the test start is fine
+    ok = dataclasses.replace(
+        model, training_window=(model.training_window[0], str(test_start - pd.Timedelta(hours=1)))
+    )
+    res = run_batch(csv_dir, holdings, tmp_path / "c", model=ok, sweep=False)
+    assert res.n_trials == 1
+
+
+def test_no_proxy_csv_uses_point_in_time_weights(inputs, batch_run, tmp_path):
+    csv_dir, _ = inputs
+    no_proxy = _copy_without_proxy(csv_dir, tmp_path / "csv")
+    switch = pd.Timestamp("2024-04-15", tz="America/New_York")
+    first = {"AAA": 9.0, "BBB": 6.0, "CCC": 3.0}
+    second = {"AAA": 1.0, "BBB": 1.0, "CCC": 10.0}
+    rows = [(s, w, "2024-03-01") for s, w in first.items()] + [
+        (s, w, "2024-04-15") for s, w in second.items()
+    ]
+    holdings = tmp_path / "history.csv"
+    pd.DataFrame(rows, columns=["symbol", "weight_pct", "as_of"]).to_csv(holdings, index=False)
+    res = run_batch(no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False)
+    assert res.proxy == "weighted constituents"
+
+    # by hand: per-symbol next-bar returns (synthetic bars are complete) weighted by the snapshot in force
+    closes = {}
+    for sym in first:
+        frame = pd.read_csv(no_proxy / f"{sym}_1h.csv")
+        idx = pd.to_datetime(frame["Datetime"], utc=True).dt.tz_convert("America/New_York")
+        closes[sym] = pd.Series(frame["close"].to_numpy(), index=idx)
+    close = pd.DataFrame(closes)
+    fwd = close.shift(-1) / close - 1.0
+
+    def proxy_with(weights: dict[str, float]) -> pd.Series:
+        w = pd.Series(weights)
+        return (fwd[w.index] * w).sum(axis=1) / w.sum()
+
+    expected = proxy_with(first).where(fwd.index < switch, proxy_with(second))
+    frames = pd.concat([res.validation_backtest.frame, res.test_backtest.frame])
+    assert frames["hour"].min() < switch < frames["hour"].max()  # both snapshots are exercised
+    got = frames.set_index("hour")["proxy_return"]
+    assert got.to_numpy() == pytest.approx(expected.reindex(got.index).to_numpy(), rel=1e-12)
+    before = got.index < switch
+    assert not got[before].to_numpy() == pytest.approx(
+        proxy_with(second).reindex(got.index[before]).to_numpy()
+    )
+    assert "Dated holdings history" in (tmp_path / "out" / "report.md").read_text()

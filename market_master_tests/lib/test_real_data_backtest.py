@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
+from market_master.lib import calendar
 from market_master.lib.batch import metrics_markdown, run_batch
 
 pytestmark = pytest.mark.realdata
@@ -32,12 +35,20 @@ def test_real_dev_batch_test_window(real_dev_dir, tmp_path):
     assert (ok["unweighted_symbols"] == "TSM").all()
     assert res.n_trials == len(CANDIDATES) * 36
     assert pd.Timestamp(res.segments["validation"]["end"]) < pd.Timestamp(res.segments["test"]["start"])
-    # buy-and-hold over the test window is QQQ's own close-to-close move, with the 1 bp entry cost taken
-    # off the first bar's return
+    # buy-and-hold over the test window is QQQ's own close-to-close move over the bar pairs that are
+    # calendar-consecutive (a missing half-day 12:30 bar leaves the 11:30 hour untraded), with the 1 bp
+    # entry cost taken off the first traded bar's return
     qqq = pd.read_csv(real_dev_dir / "QQQ_1h.csv")
     qqq["ts"] = pd.to_datetime(qqq["Datetime"], utc=True).dt.tz_convert("America/New_York")
-    c = qqq.loc[qqq["ts"] >= pd.Timestamp(res.segments["test"]["start"]), "close"].to_numpy()
-    expected = (c[1] / c[0] - 1e-4) * (c[-1] / c[1]) - 1
+    test = qqq[qqq["ts"] >= pd.Timestamp(res.segments["test"]["start"])].reset_index(drop=True)
+    rets = [
+        test["close"][i + 1] / test["close"][i] - 1
+        for i in range(len(test) - 1)
+        if test["ts"][i + 1] == calendar.next_bar_start(test["ts"][i])
+    ]
+    assert len(rets) < len(test) - 1  # the window holds half-days with a missing 12:30 bar
+    assert res.test_backtest.n_unpriced == len(test) - len(rets)
+    expected = (1 + rets[0] - 1e-4) * math.prod(1 + r for r in rets[1:]) - 1
     assert res.test_backtest.metrics["buy_and_hold"]["total_return"] == pytest.approx(expected, rel=1e-9)
     text = (tmp_path / "out" / "report.md").read_text()
     assert "today's weights were applied to all history" in text and "TSM" in text

@@ -15,7 +15,7 @@ from market_master.lib.training import TrainingConfig, train_candidates
 
 @pytest.fixture(scope="module")
 def result():
-    bars = SyntheticSource(seed=2).fetch(["AAA", "BBB", "CCC"], "2024-01-02", "2024-02-09")
+    bars = SyntheticSource(seed=2).fetch(["AAA", "BBB", "CCC"], "2024-01-02", "2024-02-29")
     return train_candidates(
         compute_features(bars), TrainingConfig(svc_max_rows=300, latency_rows=3, latency_rounds=1)
     )
@@ -39,6 +39,18 @@ def test_log_training_registers_staging_champion(result, mlflow_uri, tmp_path) -
         assert {"macro_f1", "accuracy", "f1_hold", "intraday_macro_f1", "overnight_macro_f1"} <= set(
             run.data.metrics
         )
+    champ_run = next(r for r in children if r.info.run_name == result.champion_name)
+    test_champ = result.test_metrics[result.champion_name]
+    assert champ_run.data.metrics["test_macro_f1"] == pytest.approx(test_champ["macro_f1"])
+    assert {"test_ic_hour_z", "test_accuracy", "test_margin_vs_best_baseline"} <= set(champ_run.data.metrics)
+    assert champ_run.data.params["split_test_start"] == result.split.test_start.isoformat()
+    parent = client.get_run(reg.parent_run_id).data
+    assert parent.metrics["test_macro_f1"] == pytest.approx(test_champ["macro_f1"])
+    assert parent.metrics["test_margin"] == pytest.approx(result.test_margin)
+    assert parent.metrics["test_margin_se"] == pytest.approx(result.test_margin_se)
+    assert parent.params["test_end"] == result.split.test_end.isoformat()
+    assert parent.params["n_test_hours"] == str(result.split.n_test_hours)
+    assert parent.params["test_best_baseline"] == result.test_best_baseline_name
     svc = next(r for r in children if r.info.run_name == "SVC")
     assert "300" in svc.data.params["bounds"]
 
@@ -47,6 +59,7 @@ def test_log_training_registers_staging_champion(result, mlflow_uri, tmp_path) -
     assert version.tags["champion"] == result.champion_name
     assert version.tags["label_method"] == "session_volatility"
     assert version.tags["beats_baseline"] in ("true", "false")
+    assert version.tags["test_margin"] == f"{result.test_margin:.5f}"
 
     pyfunc = mlflow.pyfunc.load_model(reg.model_uri)
     out = pyfunc.predict(result.input_example)

@@ -1,16 +1,17 @@
-"""yfinance 1.7 itself parses recorded Yahoo v8 chart responses: real `yf.download`, replayed HTTP, no network.
+"""yfinance 1.7 itself parses recorded Yahoo v8 chart responses: real yfinance code, replayed HTTP, no network.
 
 The seam is the HTTP transport: a real `requests.Session` (yfinance accepts requests or curl_cffi sessions)
 with a transport adapter that answers from recorded bodies, handed to `YFinanceSource(session=...)`.
-Everything above the socket runs for real: yfinance's cookie/crumb handshake, its timezone probe,
-`PriceHistory.history` (JSON -> DataFrame, UTC -> exchange tz, unrequested pre/post bars, null bars),
-`yf.download`'s MultiIndex assembly, then our `to_canonical` and regular-hours filter.
+Everything above the socket runs for real: yfinance's cookie/crumb handshake and its cookie-strategy retry
+on HTTP errors, its timezone probe, `PriceHistory.history` (JSON -> DataFrame, UTC -> exchange tz,
+unrequested pre/post bars, null bars), its GET cache, then our failure classification, `to_canonical` and
+regular-hours filter. The 429 and 500 bodies are Yahoo's as quoted in public issue reports (see each
+fixture's `provenance`); the chart and "Not Found" bodies are Yahoo v8 JSON.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,39 +30,47 @@ from market_master.lib.sources.yfinance_source import YFinanceSource
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yfinance"
 CHART_PATH = "/v8/finance/chart/"
 CRUMB = "rEpLaYcRuMb1"
+JSON = "application/json;charset=utf-8"
+
+Recorded = tuple[int, str, str]  # (HTTP status, body text, content type)
 
 
 class RecordedYahoo(BaseAdapter):
-    """Transport adapter replaying Yahoo: chart requests get the symbol's recorded (status, body).
+    """Transport adapter replaying Yahoo: chart requests get the symbol's recorded responses in order.
 
-    The cookie endpoint answers an empty 200, `getcrumb` a fixed crumb, anything unrecorded a 404 in
-    Yahoo's error shape. Every request is kept in `requests` so tests can check what yfinance asked for.
+    Each symbol maps to a list of recorded responses; the n-th chart request for it gets the n-th one, and
+    the last one repeats. The cookie endpoint answers an empty 200, `getcrumb` a fixed crumb, anything
+    unrecorded a 404 in Yahoo's error shape. Every request is kept in `requests` for the tests.
     """
 
-    def __init__(self, charts: dict[str, tuple[int, dict]]) -> None:
+    def __init__(self, charts: dict[str, list[Recorded]]) -> None:
         super().__init__()
-        self.charts = charts
+        self.charts = {symbol: list(answers) for symbol, answers in charts.items()}
+        self.served: dict[str, int] = {symbol: 0 for symbol in charts}
         self.requests: list[requests.PreparedRequest] = []
 
     def send(self, request, **kwargs) -> requests.Response:
         self.requests.append(request)
         url = urlsplit(request.url)
-        if url.path.startswith(CHART_PATH) and url.path[len(CHART_PATH) :] in self.charts:
-            status, body = self.charts[url.path[len(CHART_PATH) :]]
-            return self._response(request, status, json.dumps(body))
+        symbol = url.path[len(CHART_PATH) :] if url.path.startswith(CHART_PATH) else None
+        if symbol in self.charts:
+            answers = self.charts[symbol]
+            status, text, content_type = answers[min(self.served[symbol], len(answers) - 1)]
+            self.served[symbol] += 1
+            return self._response(request, status, text, content_type)
         if url.hostname == "fc.yahoo.com":
-            return self._response(request, 200, "")
+            return self._response(request, 200, "", "text/html")
         if url.path == "/v1/test/getcrumb":
-            return self._response(request, 200, CRUMB)
+            return self._response(request, 200, CRUMB, "text/plain")
         error = {"finance": {"result": None, "error": {"code": "Not Found", "description": "not recorded"}}}
-        return self._response(request, 404, json.dumps(error))
+        return self._response(request, 404, json.dumps(error), JSON)
 
     @staticmethod
-    def _response(request, status: int, text: str) -> requests.Response:
+    def _response(request, status: int, text: str, content_type: str) -> requests.Response:
         response = requests.Response()
         response.status_code, response.url, response.request = status, request.url, request
         response._content = text.encode()
-        response.headers["Content-Type"] = "application/json;charset=utf-8"
+        response.headers["Content-Type"] = content_type
         response.encoding = "utf-8"
         return response
 
@@ -77,7 +86,7 @@ class RecordedYahoo(BaseAdapter):
         ]
 
 
-def replay_session(charts: dict[str, tuple[int, dict]]) -> tuple[requests.Session, RecordedYahoo]:
+def replay_session(charts: dict[str, list[Recorded]]) -> tuple[requests.Session, RecordedYahoo]:
     session = requests.Session()
     adapter = RecordedYahoo(charts)
     session.mount("https://", adapter)
@@ -87,6 +96,17 @@ def replay_session(charts: dict[str, tuple[int, dict]]) -> tuple[requests.Sessio
 
 def load(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
+
+
+def chart(status: int, name: str) -> Recorded:
+    """A recorded Yahoo v8 JSON chart body served with `status`."""
+    return status, (FIXTURES / name).read_text(), JSON
+
+
+def http_error(name: str) -> Recorded:
+    """A recorded non-JSON Yahoo answer (status, body, content type from the fixture)."""
+    spec = load(name)
+    return spec["status"], spec["body"], spec["content_type"]
 
 
 @pytest.fixture(autouse=True)
@@ -100,15 +120,21 @@ def fresh_yfinance_state(monkeypatch):
     monkeypatch.setattr(yf_base, "_tz_info_fetch_ctr", 0)
 
 
-def _source(session: requests.Session) -> YFinanceSource:
-    return YFinanceSource(
-        session=session, sleep=lambda s: None, clock=lambda: pd.Timestamp("2024-11-05 08:00", tz=TZ)
+def _source(session: requests.Session, **kwargs) -> YFinanceSource:
+    sleeps: list[float] = []
+    src = YFinanceSource(
+        session=session,
+        sleep=sleeps.append,
+        clock=lambda: pd.Timestamp("2024-11-05 08:00", tz=TZ),
+        **kwargs,
     )
+    src.sleeps = sleeps
+    return src
 
 
 def test_recorded_v8_chart_is_parsed_by_yfinance_into_canonical_bars():
     recorded = load("chart_v8_AAPL_1h.json")
-    session, yahoo = replay_session({"AAPL": (200, recorded)})
+    session, yahoo = replay_session({"AAPL": [chart(200, "chart_v8_AAPL_1h.json")]})
 
     bars = _source(session).fetch(["AAPL"], "2024-10-31", "2024-11-04")
 
@@ -144,19 +170,48 @@ def test_recorded_v8_chart_is_parsed_by_yfinance_into_canonical_bars():
     assert not bars[["open", "high", "low", "close", "volume"]].isna().any().any()
 
 
-def test_recorded_yahoo_not_found_is_a_source_error_naming_the_symbol(caplog):
-    session, yahoo = replay_session({"ZZZZ": (404, load("chart_v8_error_not_found.json"))})
-    src = YFinanceSource(
-        session=session,
-        max_retries=0,
-        sleep=lambda s: None,
-        clock=lambda: pd.Timestamp("2024-11-05 08:00", tz=TZ),
-    )
-    with caplog.at_level(logging.ERROR, logger="yfinance"), pytest.raises(DataSourceError) as err:
+def test_recorded_429_is_retried_with_backoff_then_bars_are_returned():
+    # yfinance retries an HTTP error once itself (other cookie strategy), then raises YFRateLimitError on
+    # the second 429; our retry after the backoff gets the recorded chart.
+    rate_limited = http_error("http_429_rate_limited.json")
+    ok = chart(200, "chart_v8_AAPL_1h.json")
+    session, yahoo = replay_session({"AAPL": [rate_limited, rate_limited, ok]})
+    src = _source(session, backoff_seconds=1.5)
+
+    bars = src.fetch(["AAPL"], "2024-10-31", "2024-11-04")
+
+    assert src.sleeps == [1.5]  # one retry, after the first backoff
+    calls = yahoo.chart_calls("AAPL")
+    assert [c.get("range") for c in calls] == [["1d"], ["1d"], ["1d"], None]  # 429, 429, probe ok, history
+    assert calls[-1]["interval"] == ["1h"]
+    assert len(bars) == 20 and (bars["symbol"] == "AAPL").all()
+
+
+def test_recorded_persistent_500_is_retried_then_raised_with_yahoo_reason():
+    session, yahoo = replay_session({"MSFT": [http_error("http_500_error_page.json")]})
+    src = _source(session, max_retries=2, backoff_seconds=0.25)
+
+    with pytest.raises(DataSourceError, match="failed after 3 attempts") as err:
+        src.fetch(["MSFT"], "2024-10-31", "2024-11-04")
+
+    assert err.value.symbol == "MSFT"
+    assert "HTTP 500" in err.value.message and "Internal Server Error" in err.value.message
+    assert src.sleeps == [0.25, 0.5]
+    # Each attempt really asked Yahoo again (twice: yfinance's own cookie-strategy retry); without clearing
+    # yfinance's GET cache the retries would have re-read the cached 500 without any request.
+    assert len(yahoo.chart_calls("MSFT")) == 3 * 2
+
+
+def test_recorded_yahoo_not_found_is_raised_with_yahoo_description_and_not_retried():
+    session, yahoo = replay_session({"ZZZZ": [chart(404, "chart_v8_error_not_found.json")]})
+    src = _source(session, max_retries=3)
+
+    with pytest.raises(DataSourceError, match="not retried") as err:
         src.fetch(["ZZZZ"], "2024-10-31", "2024-11-04")
-    assert err.value.symbol == "ZZZZ" and "ZZZZ" in str(err.value)
-    # yfinance asked the replay for the chart (its tz probe), got Yahoo's 404 error body, retried with its
-    # other cookie strategy, fell back to quoteSummary (unrecorded: 404) and logged the failed download.
-    assert len(yahoo.chart_calls("ZZZZ")) >= 1
+
+    assert err.value.symbol == "ZZZZ" and str(err.value).startswith("ZZZZ: ")
+    assert "HTTP 404 Not Found: No data found, symbol may be delisted" in err.value.message
+    assert src.sleeps == []
+    # One attempt: yfinance's tz probe and its own cookie-strategy retry, then its quoteSummary fallback.
+    assert len(yahoo.chart_calls("ZZZZ")) == 2
     assert any("/quoteSummary/ZZZZ" in r.url for r in yahoo.requests)
-    assert "Failed download" in caplog.text and "['ZZZZ']" in caplog.text

@@ -1,4 +1,8 @@
-"""yfinance source against replayed payloads (never the network): shape, filters, clamp, retries, errors."""
+"""yfinance source with its per-symbol history call replaced by replayed frames (never the network).
+
+Shape, filters, clamp, chunking, and the retry policy on yfinance's own exception types. The same policy
+against recorded HTTP answers running through yfinance's code is in test_yfinance_recorded.py.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
+from yfinance.exceptions import YFPricesMissingError, YFRateLimitError
 
 from market_master.lib.calendar import TZ
 from market_master.lib.sources import DataSourceError, get_source
-from market_master.lib.sources.yfinance_source import MAX_HISTORY_DAYS, YFinanceSource
+from market_master.lib.sources.yfinance_source import (
+    MAX_HISTORY_DAYS,
+    ChartOutcome,
+    ChartRecorder,
+    YFinanceSource,
+    judge_attempt,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yfinance"
 
@@ -29,21 +41,22 @@ def load_payload(name: str) -> pd.DataFrame:
 
 
 class Replay:
-    """Stands in for yf.download: records each call, fails `failures` times, then returns the payload."""
+    """Stands in for the per-symbol yfinance history call: records each call, raises `error()` `failures`
+    times (default: yfinance's own rate-limit exception), then returns the payload."""
 
-    def __init__(self, payload: pd.DataFrame | None, failures: int = 0) -> None:
-        self.payload, self.failures, self.calls = payload, failures, []
+    def __init__(self, payload: pd.DataFrame | None, failures: int = 0, error=YFRateLimitError) -> None:
+        self.payload, self.failures, self.error, self.calls = payload, failures, error, []
 
-    def __call__(self, **kwargs):
-        self.calls.append(kwargs)
+    def __call__(self, symbol, session, **kwargs):
+        self.calls.append({"symbol": symbol, **kwargs})
         if len(self.calls) <= self.failures:
-            raise ConnectionError("simulated transient failure")
+            raise self.error()
         return None if self.payload is None else self.payload.copy()
 
 
 def _source(replay, now="2024-12-10 12:00", **kw) -> YFinanceSource:
     sleeps: list[float] = []
-    src = YFinanceSource(download=replay, sleep=sleeps.append, clock=lambda: pd.Timestamp(now, tz=TZ), **kw)
+    src = YFinanceSource(history=replay, sleep=sleeps.append, clock=lambda: pd.Timestamp(now, tz=TZ), **kw)
     src.sleeps = sleeps
     return src
 
@@ -58,14 +71,14 @@ def test_multiindex_payload_regular_hours_only():
     first = payload.loc[pd.Timestamp("2024-11-27 09:30", tz=TZ)]
     assert bars.loc[0, "close"] == first[("Close", "AAPL")] != first[("Adj Close", "AAPL")]
     call = replay.calls[0]
-    assert call["interval"] == "1h" and call["tickers"] == "AAPL" and call["auto_adjust"] is False
+    assert call["interval"] == "1h" and call["symbol"] == "AAPL" and call["auto_adjust"] is False
     assert call["start"] == "2024-11-27" and call["end"] == "2024-12-03"
 
 
 def test_utc_flat_payload_is_converted_to_new_york_across_dst():
     replay = Replay(load_payload("msft_1h_flat_utc_2024-03-08.json"))
     bars = get_source(
-        "yfinance", download=replay, sleep=lambda s: None, clock=lambda: pd.Timestamp("2024-04-01", tz=TZ)
+        "yfinance", history=replay, sleep=lambda s: None, clock=lambda: pd.Timestamp("2024-04-01", tz=TZ)
     ).fetch(["MSFT"], "2024-03-08", "2024-03-11")
     assert len(bars) == 14
     assert set(bars["timestamp"].dt.strftime("%H:%M")) == {f"{h:02d}:30" for h in range(9, 16)}
@@ -99,11 +112,54 @@ def test_transient_errors_are_retried_with_exponential_backoff():
     assert src.sleeps == [0.5, 1.0]
 
 
-def test_persistent_failure_names_the_symbol():
-    src = _source(Replay(None, failures=99), max_retries=2)
+def test_persistent_connection_failure_names_the_symbol_and_the_reason():
+    replay = Replay(None, failures=99, error=lambda: requests.ConnectionError("connection reset by peer"))
+    src = _source(replay, max_retries=2)
     with pytest.raises(DataSourceError, match="failed after 3 attempts") as err:
         src.fetch(["NVDA"], "2024-11-27", "2024-12-02")
     assert err.value.symbol == "NVDA" and src.sleeps == [2.0, 4.0]
+    assert "ConnectionError: connection reset by peer" in err.value.message
+    assert isinstance(err.value.__cause__, requests.ConnectionError)
+
+
+def test_permanent_yfinance_error_is_raised_at_once_with_its_reason():
+    def missing():
+        return YFPricesMissingError("NVDA", "", yahoo_reason="Data doesn't exist for startDate = 1")
+
+    src = _source(Replay(None, failures=99, error=missing), max_retries=3)
+    with pytest.raises(DataSourceError, match="not retried") as err:
+        src.fetch(["NVDA"], "2024-11-27", "2024-12-02")
+    assert "Data doesn't exist for startDate = 1" in err.value.message and src.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(None, True), (429, True), (500, True), (503, True), (404, False), (400, False)]
+)
+def test_last_failed_chart_answer_decides_transient_or_permanent(status, transient):
+    outcome = ChartOutcome(status, f"HTTP {status}: recorded reason")
+    verdict = judge_attempt(None, [ChartOutcome(200, "HTTP 200"), outcome])
+    assert verdict is not None and verdict[0] is transient and "recorded reason" in verdict[1]
+    assert judge_attempt(None, [outcome, ChartOutcome(200, "HTTP 200")]) is None  # recovered in-attempt
+
+
+def test_chart_recorder_sees_only_the_symbols_chart_and_restores_the_session():
+    session = requests.Session()
+    original = session.request
+
+    def fake_request(method, url, **kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 503, b"<html><h1>Service Unavailable</h1></html>"
+        return response
+
+    session.request = fake_request
+    with ChartRecorder(session, "AAPL") as recorder:
+        session.get("https://query2.finance.yahoo.com/v8/finance/chart/AAPL", params={"range": "1d"})
+        session.get("https://query2.finance.yahoo.com/v8/finance/chart/MSFT")
+        session.get("https://fc.yahoo.com/")
+    assert recorder.outcomes == [ChartOutcome(503, "HTTP 503: Service Unavailable")]
+    assert session.request is fake_request
+    del session.request
+    assert session.request == original
 
 
 @pytest.mark.parametrize("payload", [None, pd.DataFrame()])

@@ -105,17 +105,30 @@ def index_signal(
     run_id = None
     if config.log_to_mlflow and len(signal):
         run_id = log_index_signal(mlflow.uri(), mlflow.experiment_name, signal, run_name=f"index_signal {keys[0]}..{keys[-1]}")
-    meta: dict = {"hours": len(signal), "weights_note": caveat, "mlflow_run_id": run_id or "not logged"}
+    # Per-partition numbers (so the UI charts WSS hour by hour, also after a single-run range backfill).
+    by_key = {calendar.partition_key(h): row for h, row in zip(signal["hour"], signal.itertuples(index=False), strict=True)}
+    for key in keys:
+        row = by_key.get(key)
+        if row is None:
+            context.add_asset_metadata({"decision": "no trading bar (holiday / half-day afternoon)"}, partition_key=key)
+        else:
+            context.add_asset_metadata(
+                {
+                    "wss": float(row.wss) if pd.notna(row.wss) else float("nan"),
+                    "decision": str(row.decision),
+                    "covered_weight": float(row.covered_weight),
+                    "n_predicted": int(row.n_predicted),
+                },
+                partition_key=key,
+            )
+    meta: dict = {"range_hours": len(signal), "weights_note": caveat, "mlflow_run_id": run_id or "not logged"}
     if len(signal):
         latest = signal.iloc[-1]
         meta.update(
             {
-                "wss": float(latest["wss"]) if pd.notna(latest["wss"]) else float("nan"),
-                "decision": str(latest["decision"]),
-                "covered_weight": float(latest["covered_weight"]),
-                "latest_hour": str(latest["hour"]),
-                "decisions": dg.MetadataValue.json(signal["decision"].value_counts().to_dict()),
-                "last_hours": dg.MetadataValue.md(
+                "range_latest_hour": str(latest["hour"]),
+                "range_decisions": dg.MetadataValue.json(signal["decision"].value_counts().to_dict()),
+                "range_last_hours": dg.MetadataValue.md(
                     signal[["hour", "wss", "decision", "covered_weight"]].tail(10).round(3).astype(str).to_markdown(index=False)
                 ),
             }

@@ -1,14 +1,14 @@
 """Loading what the inference assets need: the Production model and point-in-time weights."""
 
-import bisect
+import datetime as dt
 
 import dagster as dg
-import pandas as pd
 
 from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.lib import registry
 from market_master.lib.model import ComponentModel, load_component_model
 from market_master.lib.prediction import ModelInfo
+from market_master.lib.weights import WeightsHistory, WeightsSnapshot
 
 PRODUCTION = "Production"
 
@@ -28,19 +28,23 @@ def load_production_model(mlflow: MlflowResource) -> tuple[ComponentModel, Model
     return model, ModelInfo(name=name, version=str(version), alias=PRODUCTION)
 
 
+def stored_weights_history(storage: StorageResource) -> WeightsHistory:
+    """The normalised weight snapshots index_weights stored, as a point-in-time WeightsHistory."""
+    payload = storage.read_json("index_weights")
+    return WeightsHistory(
+        [
+            WeightsSnapshot(as_of=dt.date.fromisoformat(s["as_of"]), weights=s["weights"], source=payload["source"])
+            for s in payload["snapshots"]
+        ]
+    )
+
+
 def weights_lookup(storage: StorageResource):
     """(hour -> weights, hour -> as_of, caveat): the snapshot in force at each hour (point in time)."""
-    payload = storage.read_json("index_weights")
-    snaps = sorted(payload["snapshots"], key=lambda s: s["as_of"])
-    dates = [pd.Timestamp(s["as_of"]).date() for s in snaps]
-
-    def index_at(hour) -> int:
-        i = bisect.bisect_right(dates, pd.Timestamp(hour).date()) - 1
-        return max(i, 0)
-
+    history = stored_weights_history(storage)
     caveat = (
         "single weights snapshot: today's weights were applied to all history"
-        if len(snaps) == 1
-        else f"point-in-time weights from {len(snaps)} dated snapshots (earliest applied backwards)"
+        if len(history.snapshots) == 1
+        else f"point-in-time weights from {len(history.snapshots)} dated snapshots (earliest applied backwards)"
     )
-    return (lambda h: snaps[index_at(h)]["weights"]), (lambda h: snaps[index_at(h)]["as_of"]), caveat
+    return (lambda h: history.at(h).weights), (lambda h: str(history.at(h).as_of)), caveat

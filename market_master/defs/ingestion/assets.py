@@ -43,6 +43,19 @@ def index_weights(
         ],
     }
     path = storage.write_json("index_weights", payload)
+    # Weighted symbols without stored bars stay in the weights (the signal's covered weight then shows the
+    # gap) and are listed here; so are the snapshot's names outside the universe.
+    store = storage.partitions()
+    last_key = store.latest_key("hourly_bars", nonempty=True)
+    if last_key is None:
+        without_bars: list[str] | str = "no hourly_bars stored yet"
+    else:
+        recent = store.read_between("hourly_bars", calendar.key_to_timestamp(last_key) - pd.Timedelta(days=7), last_key)
+        have = set(recent["symbol"]) if len(recent) else set()
+        without_bars = sorted(s for s in latest.weights if s not in have)
+    outside = sorted(
+        ((s, w) for s, w in snapshots[-1].weights.items() if s not in set(universe)), key=lambda x: -x[1]
+    )
     if latest.missing_weight:
         context.log.warning(f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}")
     return dg.MaterializeResult(
@@ -55,6 +68,9 @@ def index_weights(
             ),
             "missing_weight": dg.MetadataValue.json(latest.missing_weight),
             "outside_universe_weight": float(latest.outside_universe_weight),
+            "without_bars (last 7 days)": dg.MetadataValue.json(without_bars),
+            "n_outside_universe": len(outside),
+            "outside_universe (largest 20)": dg.MetadataValue.json([f"{s} {w:.3f}" for s, w in outside[:20]]),
             "path": dg.MetadataValue.path(str(path)),
         }
     )

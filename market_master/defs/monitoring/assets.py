@@ -7,22 +7,15 @@ from pydantic import Field
 
 from market_master.defs.inference.loading import load_production_model
 from market_master.defs.resources import MlflowResource, StorageResource
-from market_master.lib import calendar, monitoring
+from market_master.defs.windows import latest_window
+from market_master.lib import monitoring
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.labels import CLASSES
+from market_master.lib.model import load_component_model
 
 
 class MonitoringConfig(dg.Config):
     window_days: int = Field(default=5, description="latest trading days compared with the training window")
-
-
-def latest_window(store, asset: str, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    key = store.latest_key(asset)
-    if key is None:
-        raise dg.Failure(f"{asset} has no stored partitions yet")
-    end = calendar.key_to_timestamp(key)
-    sessions = calendar.sessions_between(end - pd.Timedelta(days=days * 2 + 10), end)
-    return pd.Timestamp(sessions[-min(days, len(sessions))].date(), tz=calendar.TZ), end
 
 
 def _stamp(end: pd.Timestamp) -> str:
@@ -69,19 +62,20 @@ def feature_drift_report(
 def classification_quality_report(
     context: dg.AssetExecutionContext, config: MonitoringConfig, storage: StorageResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    """Realised quality of the stored predictions on the latest labelled window (labels with the
-    thresholds stored in the model that made them)."""
-    model, info = load_production_model(mlflow)
+    """Realised quality of the stored predictions on the latest labelled window. Each prediction is
+    labelled with the thresholds stored in the model version that made it."""
+    _, info = load_production_model(mlflow)
     store = storage.partitions()
     start, end = latest_window(store, "component_predictions", config.window_days)
     predictions = store.read_between("component_predictions", start, end)
     predictions = predictions[predictions["status"] == "ok"]
     features = store.read_between("feature_table", start, end)
-    features = features.reset_index(drop=True)
-    features["label"] = model.thresholds.transform(features)
-    joined = predictions.merge(
-        features[["symbol", "timestamp", "label"]], left_on=["symbol", "hour"], right_on=["symbol", "timestamp"]
-    )
+    parts = []
+    for version, preds in predictions.groupby("model_version"):
+        thresholds = load_component_model(f"models:/{mlflow.model_name}/{version}").thresholds
+        labelled = features[["symbol", "timestamp"]].assign(label=thresholds.transform(features))
+        parts.append(preds.merge(labelled, left_on=["symbol", "hour"], right_on=["symbol", "timestamp"]))
+    joined = pd.concat(parts, ignore_index=True) if parts else predictions.assign(label=[])
     joined = joined[joined["label"] >= 0]
     if joined.empty:
         raise dg.Failure(f"no labelled predictions between {start} and {end} (the latest bar has no label yet)")
@@ -98,7 +92,8 @@ def classification_quality_report(
             **_meta(summary),
             "window": f"{start} .. {end}",
             "labelled_rows": len(joined),
-            "model": f"{info.name} v{info.version}",
+            "model_versions": dg.MetadataValue.json(sorted(str(v) for v in joined["model_version"].unique())),
+            "production_now": f"{info.name} v{info.version}",
             "html": dg.MetadataValue.path(str(html)),
             "mlflow_run_id": run_id,
         }

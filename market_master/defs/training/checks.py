@@ -12,7 +12,8 @@ from sklearn.metrics import f1_score
 
 from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.defs.training.assets import ChampionRecord
-from market_master.lib import calendar, gates, registry
+from market_master.defs.windows import latest_window
+from market_master.lib import gates, registry
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.model import load_component_model
 
@@ -111,10 +112,7 @@ def feature_drift_is_below_limit(
     split = champion_model.result.split
     store = storage.partitions()
     reference = store.read_between("feature_table", split.train_start, split.train_end)
-    latest_key = store.latest_key("feature_table")
-    end = calendar.key_to_timestamp(latest_key)
-    sessions = calendar.sessions_between(end - pd.Timedelta(days=gate_settings.drift_window_days * 2 + 10), end)
-    start = pd.Timestamp(sessions[-gate_settings.drift_window_days].date(), tz=calendar.TZ)
+    start, end = latest_window(store, "feature_table", gate_settings.drift_window_days)
     current = store.read_between("feature_table", start, end)
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     gate = gates.feature_drift_below_limit(
@@ -148,7 +146,9 @@ def latency_within_slo(
 def model_loads_and_predicts(champion_model: ChampionRecord, storage: StorageResource) -> dg.AssetCheckResult:
     frame = _validation_features(storage, champion_model).head(5)
     example = frame[["symbol", *FEATURE_COLUMNS]]
-    return _result(gates.model_loads_and_predicts(champion_model.model_uri, example))
+    # the exact version the sensor would promote (an alias like @Staging can move under a concurrent retrain)
+    uri = f"models:/{champion_model.model_name}/{champion_model.version}"
+    return _result(gates.model_loads_and_predicts(uri, example))
 
 
 GATE_CHECKS = [

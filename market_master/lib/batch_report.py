@@ -1,0 +1,192 @@
+"""Batch outputs: the Markdown report, ``backtest.json`` and the files written next to them.
+
+``write_outputs(result, extra)`` writes predictions (Parquet + CSV), ``wss.csv``, ``signals.csv``,
+``backtest.json``, ``threshold_sweep.csv`` (when swept), ``equity.png``, ``wss.png`` and ``report.md`` into
+``result.out_dir`` and records each path in ``result.files``. The pipeline itself lives in ``lib.batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from market_master.lib import plots
+from market_master.lib.backtest import BacktestResult
+
+if TYPE_CHECKING:
+    from market_master.lib.batch import BatchResult
+
+log = logging.getLogger(__name__)
+
+WSS_COLUMNS = [
+    "hour",
+    "segment",
+    "wss",
+    "covered_weight",
+    "n_predicted",
+    "n_symbols",
+    "missing_symbols",
+    "unweighted_symbols",
+    "reason",
+]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars unwrapped and non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return jsonable(value.item())
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def backtest_payload(result: BatchResult, extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``backtest.json`` content (before ``jsonable``)."""
+    return {
+        "proxy": result.proxy,
+        "model": result.model_name,
+        "segments": result.segments,
+        "thresholds": {"buy": result.buy_threshold, "sell": result.sell_threshold, "swept_on": "validation"},
+        "annualization_factor": result.test_backtest.annualization_factor,
+        "test": result.test_backtest.metrics,
+        "validation": result.validation_backtest.metrics if result.validation_backtest else None,
+        "psr_test": result.psr,
+        "dsr_test": result.dsr,
+        "n_trials": result.n_trials,
+        "notes": result.notes + result.test_backtest.notes,
+        **extra,
+    }
+
+
+def write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
+    """Write every batch output into ``result.out_dir`` (see module docstring)."""
+    out = result.out_dir
+    files = result.files
+    preds = result.predictions.copy()
+    preds.to_parquet(out / "predictions.parquet", index=False)
+    preds.to_csv(out / "predictions.csv", index=False)
+    files["predictions.parquet"] = out / "predictions.parquet"
+    files["predictions.csv"] = out / "predictions.csv"
+
+    result.signal[WSS_COLUMNS].to_csv(out / "wss.csv", index=False)
+    files["wss.csv"] = out / "wss.csv"
+    signals = result.signal[["hour", "segment", "wss", "decision"]].copy()
+    signals["buy_threshold"] = result.buy_threshold
+    signals["sell_threshold"] = result.sell_threshold
+    signals.to_csv(out / "signals.csv", index=False)
+    files["signals.csv"] = out / "signals.csv"
+
+    payload = backtest_payload(result, extra)
+    (out / "backtest.json").write_text(json.dumps(jsonable(payload), indent=2, default=str))
+    files["backtest.json"] = out / "backtest.json"
+    if result.sweep_table is not None:
+        result.sweep_table.to_csv(out / "threshold_sweep.csv", index=False)
+        files["threshold_sweep.csv"] = out / "threshold_sweep.csv"
+
+    files["equity.png"] = plots.plot_equity(
+        result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}"
+    )
+    starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items() if k != "embargo"}
+    files["wss.png"] = plots.plot_wss(
+        result.signal, out / "wss.png", result.buy_threshold, result.sell_threshold, starts
+    )
+    (out / "report.md").write_text(render_report(result, extra))
+    files["report.md"] = out / "report.md"
+    log.info("batch outputs written to %s", out)
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x * 100:.2f}%" if pct else f"{x:.3f}"
+
+
+def metrics_markdown(bt: BacktestResult) -> str:
+    """The signal / buy-and-hold / flat table as Markdown."""
+    lines = [
+        "| strategy | total return | ann. return | Sharpe | max drawdown | hit rate | turnover/yr | exposure |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in bt.metrics.items():
+        lines.append(
+            f"| {name} | {_fmt(m['total_return'], True)} | {_fmt(m['annualized_return'], True)} "
+            f"| {_fmt(m['sharpe'])} | {_fmt(m['max_drawdown'], True)} | {_fmt(m['hit_rate'], True)} "
+            f"| {m['turnover_per_year']:.0f} | {_fmt(m['exposure'], True)} |"
+        )
+    return "\n".join(lines)
+
+
+def _weights_lines(extra: dict[str, Any]) -> list[str]:
+    lines = []
+    if extra["single_snapshot"]:
+        lines.append("- A single holdings snapshot was given: today's weights were applied to all history.")
+    else:
+        lines.append(
+            "- Dated holdings history: each hour is weighted with the snapshot in force at that hour."
+        )
+    lines.append(
+        f"- Share of holdings weight with bars: {extra['holdings_weight_with_bars'] * 100:.1f}% "
+        "(renormalised over them)"
+    )
+    lines.append(
+        f"- Symbols without weight (ignored in the WSS): {', '.join(extra['unweighted_symbols']) or 'none'}"
+    )
+    no_bars = extra["symbols_without_bars"]
+    shown = ", ".join(no_bars[:30]) + (f" ... (+{len(no_bars) - 30})" if len(no_bars) > 30 else "")
+    lines.append(f"- Weighted symbols without bars: {shown or 'none'}")
+    return lines
+
+
+def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
+    """Human summary of a batch run (Markdown)."""
+    seg = result.segments
+    decisions = result.signal[result.signal["segment"] == "test"]["decision"].value_counts().to_dict()
+    status = result.predictions["status"].value_counts().to_dict()
+    lines = [
+        "# Market Master batch report",
+        "",
+        f"- Constituents with bars: {', '.join(extra['constituents'])}",
+        f"- Proxy traded: {result.proxy}; model: {result.model_name}",
+        f"- Segments: train {seg['train']['start']} .. {seg['train']['end']}; validation "
+        f"{seg['validation']['start']} .. {seg['validation']['end']}; test {seg['test']['start']} .. "
+        f"{seg['test']['end']}",
+        f"- Thresholds: BUY if WSS >= {result.buy_threshold:g}, SELL if WSS <= {result.sell_threshold:g} "
+        + ("(swept on validation only)" if result.sweep_table is not None else "(given, not swept)"),
+        f"- Costs: {extra['cost_bps']:g} bp per unit of position change; Sharpe annualised with "
+        f"{result.test_backtest.annualization_factor:g} bars/year (7 x 252 trading hours)",
+        f"- Prediction statuses: {status}; test decisions: {decisions}",
+        "",
+        "## Weights",
+        *_weights_lines(extra),
+        "",
+        "## Test window (reported; never used for fitting or the sweep)",
+        "",
+        metrics_markdown(result.test_backtest),
+        "",
+        f"- PSR (P[true Sharpe > 0]): {_fmt(result.psr)}; DSR over {result.n_trials} trials "
+        f"({extra['n_candidates']} candidate(s) x threshold grid): {_fmt(result.dsr)}",
+    ]
+    if result.validation_backtest is not None:
+        lines += [
+            "",
+            "## Validation window (threshold sweep)",
+            "",
+            metrics_markdown(result.validation_backtest),
+        ]
+    notes = result.notes + result.test_backtest.notes
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += [
+        "",
+        "Files: predictions.parquet/.csv, wss.csv, signals.csv, backtest.json, equity.png, wss.png.",
+    ]
+    return "\n".join(lines) + "\n"
