@@ -225,6 +225,7 @@ def cmd_promote(args) -> int:
     move = registry.promote(settings.default_tracking_uri(), settings.MODEL_NAME, args.version, actor=_actor(), reason=args.reason)
     print(f"{move.model_name}@{move.alias}: {move.from_version or '(unset)'} -> {move.to_version} ({move.reason})")
     _refresh_local_copy()
+    _record_in_dagster(move)
     return 0
 
 
@@ -234,7 +235,33 @@ def cmd_rollback(args) -> int:
     move = registry.rollback(settings.default_tracking_uri(), settings.MODEL_NAME, actor=_actor(), reason=args.reason)
     print(f"{move.model_name}@{move.alias}: {move.from_version} -> {move.to_version} (rollback: {move.reason})")
     _refresh_local_copy()
+    _record_in_dagster(move)
     return 0
+
+
+def _record_in_dagster(move) -> None:
+    """A manual alias move is also a production_model materialization (runless), so the asset's history
+    in the Dagster UI shows every move, not only the sensor's."""
+    import dagster as dg
+
+    dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="production_model",
+                description=f"{move.kind} via market-master CLI",
+                metadata={
+                    "model_name": move.model_name,
+                    "alias": move.alias,
+                    "from_version": move.from_version or "none",
+                    "to_version": str(move.to_version),
+                    "moved": True,
+                    "actor": move.actor,
+                    "reason": move.reason,
+                    "kind": move.kind,
+                },
+            )
+        )
 
 
 def _refresh_local_copy() -> None:

@@ -59,3 +59,10 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
     assert "no earlier version" in capsys.readouterr().err
     assert cli.main(["history"]) == 0
     assert "rollback" in capsys.readouterr().out
+    # every alias move is also production_model asset metadata (sensor-driven and manual ones)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("production_model"), limit=10).records
+    moves = [(r.asset_materialization.metadata["from_version"].value, r.asset_materialization.metadata["to_version"].value) for r in records]
+    assert moves[:3] == [("2", "1"), ("1", "2"), ("none", "1")]

@@ -1,4 +1,6 @@
-"""signal_backtest: trade the stored index signal out of sample (hours after the model's training window)."""
+"""signal_backtest: trade the stored index signal out of sample (hours after the Production model's
+validation window, i.e. never hours it was fitted or selected on), through lib.backtest.backtest_report,
+the same report batch mode uses."""
 
 import json
 
@@ -6,9 +8,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.inference.loading import load_production_model, weights_lookup
+from market_master.defs.inference.loading import load_production_model, stored_weights_history, weights_lookup
 from market_master.defs.resources import MlflowResource, StorageResource
-from market_master.lib.backtest import BARS_PER_YEAR, run_backtest, weighted_constituent_returns
+from market_master.lib.backtest import backtest_report, weighted_constituent_returns
 from market_master.lib.plots import plot_equity, plot_wss
 
 
@@ -18,45 +20,57 @@ class BacktestConfig(dg.Config):
     sell_threshold: float = Field(default=-0.5, description="drawn on the WSS plot (use index_signal's value)")
 
 
+def out_of_sample_start(model) -> pd.Timestamp:
+    """The first hour after everything the model was fitted or selected on."""
+    window = getattr(model, "validation_window", None) or model.training_window
+    return pd.Timestamp(window[1])
+
+
 @dg.asset(group_name="inference", deps=["index_signal", "hourly_bars"], kinds={"pandas", "matplotlib"})
 def signal_backtest(
     context: dg.AssetExecutionContext, config: BacktestConfig, storage: StorageResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    """Signal vs buy-and-hold vs flat on the weighted constituent next-bar return, after costs, over the
-    stored signal hours that follow the Production model's training window (never in-sample hours)."""
+    """Signal vs buy-and-hold vs flat on the weighted constituents' next-bar return (point-in-time weights),
+    after costs, annualised with 1,764 bars/year, with PSR/DSR (one trial: thresholds were not swept here)."""
     model, info = load_production_model(mlflow)
     store = storage.partitions()
-    train_end = pd.Timestamp(model.training_window[1])
+    after = out_of_sample_start(model)
     keys = store.keys("index_signal")
     signal = store.read("index_signal", keys) if keys else pd.DataFrame()
     if signal.empty:
-        raise dg.Failure("index_signal has no stored partitions: materialize it first")
-    signal = signal[signal["hour"] > train_end].sort_values("hour")
+        raise dg.Failure("index_signal has no stored rows: materialize it first")
+    signal = signal[signal["hour"] > after].sort_values("hour", ignore_index=True)
     if len(signal) < 2:
-        raise dg.Failure(f"fewer than 2 signal hours after the training window end {train_end}")
+        raise dg.Failure(f"fewer than 2 signal hours after the model's validation window end {after}")
     bars = store.read_between("hourly_bars", signal["hour"].min(), signal["hour"].max() + pd.Timedelta(days=5))
-    weights_at, _, caveat = weights_lookup(storage)
-    proxy = weighted_constituent_returns(bars, weights_at(signal["hour"].iloc[-1]))
-    result = run_backtest(signal[["hour", "decision"]], proxy, cost_bps=config.cost_bps)
+    _, _, caveat = weights_lookup(storage)
+    proxy = weighted_constituent_returns(bars, stored_weights_history(storage))
+    report = backtest_report(signal[["hour", "decision"]], proxy, config.cost_bps, n_trials=1)
+    result = report["result"]
     out = storage.path("reports", "signal_backtest", "x").parent
     equity = plot_equity(result, out / "equity.png")
     wss = plot_wss(signal, out / "wss.png", config.buy_threshold, config.sell_threshold)
+    payload = {k: v for k, v in report.items() if k != "result"}
+    payload["notes"] = list(payload.get("notes", [])) + [caveat]
+    (out / "backtest.json").write_text(json.dumps(payload, indent=2, default=str))
     table = result.metrics_table()
-    (out / "backtest.json").write_text(json.dumps({"metrics": result.metrics, "notes": result.notes + [caveat]}, indent=2, default=str))
     table.to_csv(out / "backtest_metrics.csv")
-    s = result.metrics["signal"]
+    s = report["metrics"]["signal"]
     return dg.MaterializeResult(
         metadata={
             "hours": len(signal),
-            "window": f"{signal['hour'].min()} .. {signal['hour'].max()}",
-            "annualization_factor": f"{BARS_PER_YEAR} regular-session bars/year (7 x 252), not 8,760",
+            "window": f"{signal['hour'].min()} .. {signal['hour'].max()} (after {after})",
+            "annualization_factor": f"{report['annualization_factor']:g} regular-session bars/year (7 x 252), not 8,760",
             "signal_total_return": float(s["total_return"]),
             "signal_sharpe": float(s["sharpe"]),
-            "buy_and_hold_total_return": float(result.metrics["buy_and_hold"]["total_return"]),
+            "psr": float(report["psr"]),
+            "dsr": float(report["dsr"]),
+            "buy_and_hold_total_return": float(report["metrics"]["buy_and_hold"]["total_return"]),
             "metrics": dg.MetadataValue.md(table.round(4).astype(str).to_markdown()),
             "weights_note": caveat,
             "model": f"{info.name} v{info.version}",
             "equity_png": dg.MetadataValue.path(str(equity)),
             "wss_png": dg.MetadataValue.path(str(wss)),
+            "backtest_json": dg.MetadataValue.path(str(out / "backtest.json")),
         }
     )
