@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -87,9 +86,8 @@ class PredictBatcher:
     the GIL. Per-window failures are set on that window's future only.
     """
 
-    def __init__(self, max_batch: int = 64, gather_s: float = 0.0) -> None:
+    def __init__(self, max_batch: int = 64) -> None:
         self.max_batch = max_batch
-        self.gather_s = gather_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -126,8 +124,6 @@ class PredictBatcher:
             if first is None:
                 return
             batch = [first]
-            if self.gather_s > 0:
-                time.sleep(self.gather_s)  # let the event loop queue the requests already in flight
             while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()

@@ -67,10 +67,9 @@ def test_planted_champion_beats_best_baseline_on_test(predictability: float) -> 
 
 
 def test_leaky_features_show_skill_so_the_null_test_can_fail() -> None:
-    result = _train(0.0, leak=True, config=TrainingConfig(candidates=("LogReg", "HGBT"), latency_rows=0))
+    result = _train(0.0, leak=True, config=TrainingConfig(candidates=("LogReg",), latency_rows=0))
     v = result.validation
     pred = v[f"pred_{result.champion_name}"].to_numpy()
     rng = np.random.default_rng(0)
     boot = paired_bootstrap_macro_f1(v["label"], pred, rng.permutation(pred), v["hour"], 400, seed=0)
     assert boot.diff > 3 * boot.se and result.candidates[result.champion_name].metrics["macro_f1"] > 0.5
-    assert result.test_margin > 3 * result.test_margin_se

@@ -21,6 +21,15 @@ bar's close-to-close return (divided by v_t) with z_{t-1} is about -0.25 at pred
 volatility clusters). Bars: open_t = close_{t-1} * exp(gap_t), close_t = open_t * exp(r_t), high/low
 extend max/min(open, close) by exponential wicks of size ~ v_t / 2, volume follows an intraday U-shape
 times lognormal noise times (1 + 0.5 |z_t|).
+
+What the default `predictability=0.5` means: the planted part of the next bar's return is
+-0.325 z_{t-1} v_t, i.e. a reversal of about a third of the previous standardised shock; corr(next
+standardised return, z_{t-1}) ~ -0.25, so an ideal model's rank IC is ~0.2 and its hour-clustered IC z on
+the held-out test segment is ~8 at 10 symbols x 90 days. Measured detection on that size (test = last 20%
+of hours, ~1,240 rows, champion vs best baseline, macro-F1): predictability 0.2 / 0.3 / 0.5 / 0.7 / 1.0
+passed "margin >= 0.01 and >= 2 bootstrap SE" in 1 / 0 / 2 / 2 / 3 of 3 seeds (SE ~0.016), while the
+IC z was > 2 from 0.3 up. A smaller default would not promote reliably under the held-out gates (see
+docs/modelling.md, "Planted signal and the default").
 """
 
 from __future__ import annotations
