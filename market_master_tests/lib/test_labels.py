@@ -75,3 +75,22 @@ def test_unfitted_and_bad_method_raise(features) -> None:
         LabelThresholds().transform(features)
     with pytest.raises(ValueError, match="method"):
         LabelThresholds(method="raw")
+
+
+def test_fitted_volatility_forecast_round_trip_and_legacy_dicts(features) -> None:
+    train = features[~features["warmup"]]
+    th = LabelThresholds().fit(train)
+    assert th.vol_model == "fitted" and len(th.vol_coef) == 8
+    assert th.vol_coef[4] > 0  # log range_hl_c: the current bar's range carries the next bar's size
+    vol = th.volatility(train)
+    assert np.isfinite(vol).all() and (vol > 0).all()
+    again = LabelThresholds.from_dict(th.to_dict())
+    np.testing.assert_array_equal(again.transform(train), th.transform(train))
+    legacy = {k: v for k, v in th.to_dict().items() if k not in ("vol_model", "vol_coef", "vol_coef_names")}
+    old = LabelThresholds.from_dict(legacy)
+    assert old.vol_model == "column"
+    np.testing.assert_array_equal(old.volatility(train), train["vol_ewm_14"].to_numpy())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LabelThresholds().volatility(train)
+    with pytest.raises(ValueError, match="vol_model"):
+        LabelThresholds(vol_model="garch")

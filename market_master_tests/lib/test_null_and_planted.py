@@ -72,4 +72,4 @@ def test_leaky_features_show_skill_so_the_null_test_can_fail() -> None:
     pred = v[f"pred_{result.champion_name}"].to_numpy()
     rng = np.random.default_rng(0)
     boot = paired_bootstrap_macro_f1(v["label"], pred, rng.permutation(pred), v["hour"], 400, seed=0)
-    assert boot.diff > 3 * boot.se and result.candidates[result.champion_name].metrics["macro_f1"] > 0.5
+    assert boot.diff > 3 * boot.se and result.candidates[result.champion_name].metrics["macro_f1"] > 0.4

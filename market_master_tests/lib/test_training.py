@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from scipy.stats import spearmanr
 
 from market_master.lib.candidates import BASELINE_NAMES, CANDIDATE_NAMES
