@@ -134,7 +134,9 @@ def cmd_run(args) -> int:
     evaluations = gate_evaluations(instance, res.run_id)
     champion = res.asset_materializations_for_node("champion_model")[0].metadata
     version = str(champion["model_version"].value)
-    print(f"      champion {champion['champion'].value} v{version} macro-F1 {champion['macro_f1'].value:.4f} (alias Staging)")
+    test_f1 = f", held-out test {champion['test_macro_f1'].value:.4f}" if "test_macro_f1" in champion else ""
+    print(f"      champion {champion['champion'].value} v{version}: validation macro-F1 {champion['macro_f1'].value:.4f}"
+          f"{test_f1} (alias Staging)")
     for gate in GATE_NAMES:
         ev = evaluations.get(gate)
         verdict = "not evaluated" if ev is None else ("PASS" if ev.passed else "FAIL")
@@ -298,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--csv-dir", help="directory of <SYMBOL>_1h.csv (source csv)")
     r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
     r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
-    r.add_argument("--days", type=int, default=100, help="trading days to ingest (default 100)")
+    r.add_argument("--days", type=int, default=130, help="trading days to ingest (default 130)")
     r.add_argument("--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)")
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")
     r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")

@@ -66,14 +66,14 @@ def preprocessor(feature_columns: list[str]) -> ColumnTransformer:
 
 def _rf(seed: int) -> RandomForestClassifier:
     return RandomForestClassifier(
-        n_estimators=60, max_depth=10, min_samples_leaf=50, max_features="sqrt", max_samples=0.25,
+        n_estimators=40, max_depth=10, min_samples_leaf=50, max_features="sqrt", max_samples=0.25,
         n_jobs=1, random_state=seed,
     )  # fmt: skip
 
 
 def _et(seed: int) -> ExtraTreesClassifier:
     return ExtraTreesClassifier(
-        n_estimators=60, max_depth=10, min_samples_leaf=50, max_features="sqrt", n_jobs=1, random_state=seed
+        n_estimators=40, max_depth=10, min_samples_leaf=50, max_features="sqrt", n_jobs=1, random_state=seed
     )
 
 

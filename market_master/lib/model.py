@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from market_master.lib.features import FeatureConfig
-from market_master.lib.labels import CLASSES, LabelThresholds
+from market_master.lib.labels import CLASSES, SCORES, LabelThresholds
 
 PROBA_COLUMNS = [f"p_{c}" for c in CLASSES]
 FAST_PATH_MAX_ROWS = 64
+SCORE_VECTOR = np.array([SCORES[c] for c in CLASSES], dtype=float)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ComponentModel:
     training_window: tuple[str, str]
     trained_symbols: list[str]
     metrics: dict = field(default_factory=dict)
+    decision_cuts: tuple[float, float, float, float] | None = None
     validation_window: tuple[str, str] | None = None  # hours the champion was selected on (not test)
 
     def _inputs(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -95,11 +97,29 @@ class ComponentModel:
         state.pop("_fast_cache", None)
         return state
 
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class index per row. The five classes are ORDERED: with `decision_cuts` (fitted on the validation
+        window by `fit_decision_cuts`) the action is the band of the expected score sum_k p_k x score_k;
+        without them, the argmax. With a weak signal the argmax almost never lands on the middle classes
+        (their probabilities are all ~0.2), which wastes the ordering; banding the expected score at the
+        label's class shares keeps the predicted class mix equal to the labels' mix."""
+        proba = np.asarray(proba, dtype=float)
+        if self.decision_cuts is None or len(proba) == 0:
+            return proba.argmax(axis=1) if len(proba) else np.array([], dtype=int)
+        return np.searchsorted(np.asarray(self.decision_cuts), proba @ SCORE_VECTOR, side="right")
+
+    def fit_decision_cuts(self, proba: np.ndarray, class_shares: np.ndarray) -> None:
+        """Cuts of the expected score at the cumulative `class_shares` (the training labels' class mix),
+        from the probabilities of a window the model was NOT fitted on (the validation window)."""
+        score = np.asarray(proba, dtype=float) @ SCORE_VECTOR
+        cum = np.cumsum(np.asarray(class_shares, dtype=float))[:-1] / float(np.sum(class_shares))
+        self.decision_cuts = tuple(float(c) for c in np.quantile(score, cum))
+
     def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
         """action, p_strong_sell .. p_strong_buy, confidence (max probability); index of `features`."""
         p = self.predict_proba(features)
         frame = pd.DataFrame(p, columns=PROBA_COLUMNS, index=features.index)
-        best = p.argmax(axis=1) if len(p) else np.array([], dtype=int)
+        best = self.decide(p)
         frame.insert(0, "action", np.asarray(self.classes, dtype=object)[best])
         frame["confidence"] = p.max(axis=1) if len(p) else np.array([])
         return frame

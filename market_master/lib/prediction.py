@@ -3,7 +3,7 @@
 For each requested hour and each universe symbol one row with a status:
 
 * ``ok``: the symbol has a bar starting exactly at that hour and it is past the feature warm-up ->
-  ``action`` (argmax class), the five class probabilities and ``confidence`` (max probability);
+  ``action`` (the model's decision: expected-score band, or argmax), the five class probabilities and ``confidence`` (max probability);
 * ``missing_bar``: no bar for that symbol at that hour;
 * ``unknown_symbol``: the model was never trained on the symbol (not in ``model.trained_symbols``, when
   the model has that attribute): its one-hot would be all zeros, so no prediction is made;
@@ -177,7 +177,8 @@ def _classify(
             f"model.predict_proba returned shape {p.shape}, expected ({len(ok_pos)}, {len(CLASSES)})"
         )
     probs[ok_pos] = p
-    action[ok_pos] = _CLASS_ARRAY[p.argmax(axis=1)]
+    decide = getattr(model, "decide", None)
+    action[ok_pos] = _CLASS_ARRAY[decide(p) if decide is not None else p.argmax(axis=1)]
     return status, action, probs
 
 

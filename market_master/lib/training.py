@@ -348,7 +348,9 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         t0 = time.perf_counter()
         proba = model.predict_proba(valid)
         predict_s = time.perf_counter() - t0
-        pred = proba.argmax(axis=1)
+        # ordinal decision bands from the validation window (never the test window): see ComponentModel.decide
+        model.fit_decision_cuts(proba, np.bincount(y_train, minlength=len(CLASSES)))
+        pred = model.decide(proba)
         metrics = _evaluate(y_valid, pred, proba, valid)
         metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}
         metrics["model_size_mb"] = model_size_bytes(pipe) / 1e6
@@ -442,7 +444,7 @@ def _test_outcomes(
     frame = _outcome_frame(test, y_test)
     metrics: dict[str, dict] = {}
     proba = champion.predict_proba(test)
-    pred = proba.argmax(axis=1)
+    pred = champion.decide(proba)
     metrics[champion.name] = _evaluate(y_test, pred, proba, test)
     frame[f"pred_{champion.name}"] = pred
     for name, base in baselines.items():

@@ -18,7 +18,8 @@ class TrainingAssetConfig(dg.Config):
     window_days: int = Field(default=90, description="trading days of feature_table to train+validate on")
     end: str | None = Field(default=None, description="last hour (partition key) of the window; default: latest stored")
     label_method: str = Field(default="session_volatility", description="quantile | volatility | session_volatility")
-    valid_fraction: float = 0.3
+    valid_fraction: float = Field(default=0.25, description="share of hours for model selection")
+    test_fraction: float = Field(default=0.25, description="held-out share of hours the gates judge on")
     embargo_bars: int = 7
     warmup: int = 16
     candidates: list[str] = Field(default_factory=lambda: list(CANDIDATE_NAMES))
@@ -49,6 +50,7 @@ def candidate_models(
     tc = TrainingConfig(
         label_method=config.label_method,
         valid_fraction=config.valid_fraction,
+        test_fraction=config.test_fraction,
         embargo_bars=config.embargo_bars,
         seed=config.seed,
         candidates=tuple(config.candidates),
@@ -67,7 +69,16 @@ def candidate_models(
             "best_baseline_macro_f1": float(table.loc[result.best_baseline_name, "macro_f1"]),
             "margin": float(result.margin),
             "margin_se": float(result.margin_se),
-            "metrics": dg.MetadataValue.md(_metrics_md(table)),
+            "metrics (validation: selection)": dg.MetadataValue.md(_metrics_md(table)),
+            **(
+                {
+                    "test_metrics (held out: gates)": dg.MetadataValue.md(_metrics_md(result.test_table())),
+                    "test_margin": float(result.test_margin),
+                    "test_margin_se": float(result.test_margin_se),
+                }
+                if result.has_test
+                else {}
+            ),
         }
     )
     return result
@@ -124,6 +135,11 @@ def champion_model(
             "champion": candidate_models.champion_name,
             "macro_f1": float(m["macro_f1"]),
             "accuracy": float(m["accuracy"]),
+            **(
+                {"test_macro_f1": float(candidate_models.test_metrics[candidate_models.champion_name]["macro_f1"])}
+                if candidate_models.has_test
+                else {}
+            ),
             "beats_best_baseline": bool(candidate_models.champion_beats_best_baseline),
             "training_window": dg.MetadataValue.json(candidate_models.split.to_dict()),
             "mlflow_parent_run_id": registered.parent_run_id,
