@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--verbose", action="store_true", help="show Dagster's DEBUG event log")
-    r.add_argument("--predictability", type=float, default=0.5, help="synthetic only: planted signal (0 = random walk)")
+    r.add_argument("--predictability", type=float, default=0.7, help="synthetic only: planted signal (0 = random walk)")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("batch", help="CSV directory + holdings -> predictions, WSS, signals, backtest")
     b.add_argument("--csv-dir", required=True)

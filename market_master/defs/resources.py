@@ -21,7 +21,7 @@ class MarketDataResource(dg.ConfigurableResource):
     source: str = Field(default="synthetic", description="synthetic | yfinance | csv")
     symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     seed: int = 42
-    predictability: float = Field(default=0.5, description="synthetic only: planted reversal strength, 0 = random walk")
+    predictability: float = Field(default=0.7, description="synthetic only: planted reversal strength, 0 = random walk")
     csv_dir: str | None = Field(default=None, description="csv only: directory of <SYMBOL>_1h.csv files")
     csv_timezone: str = "America/New_York"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import f1_score
 
 from market_master.lib.candidates import (
     CANDIDATE_NAMES,
@@ -257,6 +258,10 @@ def _check_warmup(features: pd.DataFrame, config: FeatureConfig) -> None:
         )
 
 
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(f1_score(y, pred, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
+
+
 def _subsample(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     if max_rows is None or n <= max_rows:
         return np.arange(n)
@@ -348,8 +353,14 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         t0 = time.perf_counter()
         proba = model.predict_proba(valid)
         predict_s = time.perf_counter() - t0
-        # ordinal decision bands from the validation window (never the test window): see ComponentModel.decide
+        # The decision rule is a hyper-parameter chosen on the validation window (never the test window):
+        # ordinal bands of the expected score (ComponentModel.decide) or the plain argmax, whichever gives
+        # the higher validation macro-F1 (bands win with weak, ordered signals; a model whose expected score
+        # is not monotone in the class keeps the argmax).
         model.fit_decision_cuts(proba, np.bincount(y_train, minlength=len(CLASSES)))
+        banded, argmax = model.decide(proba), proba.argmax(axis=1)
+        if macro_f1(y_valid, argmax) >= macro_f1(y_valid, banded):
+            model.decision_cuts = None
         pred = model.decide(proba)
         metrics = _evaluate(y_valid, pred, proba, valid)
         metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}

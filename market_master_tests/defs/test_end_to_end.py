@@ -13,7 +13,7 @@ from market_master.lib.storage import PartitionStore
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["run", "--days", "70", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
+ARGS = ["run", "--days", "110", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
 
 
 @pytest.fixture

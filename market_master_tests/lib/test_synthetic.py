@@ -97,9 +97,10 @@ def test_predictability_zero_has_no_lag1_dependence():
 
 
 def test_default_predictability_is_a_clear_reversal():
+    assert SyntheticSource().predictability == 0.7  # documented default: corr ~ -0.33
     corr, n = _lag1_corr_of_standardised(0.5)
     assert corr < -0.12
-    paths = SyntheticSource(seed=11).simulate(SYMS[:5], "2022-01-03", "2023-06-30")
+    paths = SyntheticSource(seed=11, predictability=0.5).simulate(SYMS[:5], "2022-01-03", "2023-06-30")
     r = _log_returns(paths.bars).to_numpy() / paths.volatility
     z_prev = pd.Series(paths.shock).groupby(paths.bars["symbol"].to_numpy()).shift(1).to_numpy()
     ok = ~np.isnan(r) & ~np.isnan(z_prev)
