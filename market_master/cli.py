@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--csv-dir", help="directory of <SYMBOL>_1h.csv (source csv)")
     r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
     r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
-    r.add_argument("--days", type=int, default=130, help="trading days to ingest (default 130)")
+    r.add_argument("--days", type=int, default=250, help="trading days to ingest (default 250, about a year)")
     r.add_argument("--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)")
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")
     r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")

@@ -15,7 +15,7 @@ from market_master.lib.training import TrainingConfig, TrainingResult, train_can
 
 
 class TrainingAssetConfig(dg.Config):
-    window_days: int = Field(default=90, description="trading days of feature_table to train+validate on")
+    window_days: int = Field(default=240, description="trading days of feature_table to train, select and test on")
     end: str | None = Field(default=None, description="last hour (partition key) of the window; default: latest stored")
     label_method: str = Field(default="session_volatility", description="quantile | volatility | session_volatility")
     valid_fraction: float = Field(default=0.25, description="share of hours for model selection")
