@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -47,6 +48,27 @@ async def get_served_model(service: ModelServiceDep) -> ServedModel:
 
 
 ServedModelDep = Annotated[ServedModel, Depends(get_served_model)]
+
+
+@dataclass(frozen=True)
+class PredictContext:
+    """Everything `POST /predict` needs, resolved as ONE dependency (five separate ones cost FastAPI
+    ~0.1 ms of dependency solving per request on the hot path)."""
+
+    served: ServedModel
+    store: StoreService
+    settings: Settings
+    batcher: PredictBatcher
+
+
+async def get_predict_context(request: Request) -> PredictContext:
+    """The served model (503 as `get_served_model` when none), store, settings and batcher of the app."""
+    state = request.app.state
+    served = await get_served_model(await get_model_service(request))
+    return PredictContext(served, state.store_service, state.settings, state.batcher)
+
+
+PredictContextDep = Annotated[PredictContext, Depends(get_predict_context)]
 
 _bearer = HTTPBearer(auto_error=False)
 

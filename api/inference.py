@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from market_master.lib.calendar import TZ
-from market_master.lib.prediction import ModelInfo, NonFiniteFeaturesError, predict_windows
+from market_master.lib.prediction import ModelInfo, NonFiniteFeaturesError, predict_window_arrays
 
 _VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -54,25 +54,30 @@ class BarWindow:
         return pd.DataFrame(data, copy=False)  # no block consolidation: ~25% cheaper, read-only use
 
 
-def predict_isolated(model: Any, info: ModelInfo, frames: list[pd.DataFrame]) -> list[dict | Exception]:
-    """`predict_windows` over `frames`; a failing window gets its exception in its slot, the others their rows.
+def predict_isolated(model: Any, info: ModelInfo, windows: list[BarWindow]) -> list[dict | Exception]:
+    """`predict_window_arrays` (= `predict_windows` without a DataFrame per window) over `windows`; a
+    failing window gets its exception in its slot, the others their rows.
 
     Windows named by a NonFiniteFeaturesError are split off and the rest re-run in one call; any other
     failure of the shared call falls back to one call per window.
     """
     try:
-        return list(predict_windows(frames, model, info))
+        return list(
+            predict_window_arrays(
+                [w.symbol for w in windows], [w.ts_ns for w in windows], [w.values for w in windows], model, info
+            )
+        )
     except Exception as exc:
-        if len(frames) == 1:
+        if len(windows) == 1:
             return [exc]
         bad = set(exc.positions) if isinstance(exc, NonFiniteFeaturesError) else set()
         if not bad:
-            return [predict_isolated(model, info, [f])[0] for f in frames]
-        out: list[dict | Exception | None] = [None] * len(frames)
-        rest = [i for i in range(len(frames)) if i not in bad]
+            return [predict_isolated(model, info, [w])[0] for w in windows]
+        out: list[dict | Exception | None] = [None] * len(windows)
+        rest = [i for i in range(len(windows)) if i not in bad]
         for i in bad:
-            out[i] = predict_isolated(model, info, [frames[i]])[0]
-        for i, res in zip(rest, predict_isolated(model, info, [frames[i] for i in rest]), strict=True):
+            out[i] = predict_isolated(model, info, [windows[i]])[0]
+        for i, res in zip(rest, predict_isolated(model, info, [windows[i] for i in rest]), strict=True):
             out[i] = res
         return out  # type: ignore[return-value]
 
@@ -145,7 +150,7 @@ class PredictBatcher:
         for items in groups.values():
             model, info = items[0][0], items[0][1]
             try:
-                results = predict_isolated(model, info, [window.frame() for _, _, window, _ in items])
+                results = predict_isolated(model, info, [window for _, _, window, _ in items])
             except Exception as exc:  # never leave a future unresolved
                 results = [exc] * len(items)
             for (_, _, _, future), res in zip(items, results, strict=True):

@@ -19,6 +19,7 @@ from api.model_service import ModelService
 from api.routes import admin, health, predict, signal
 from api.settings import Settings, get_settings
 from api.store_service import StoreService
+from api.windows import calendar_bar_start_list
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = ModelService(resolved)
         app.state.model_service = service
         service.load_initial()
+        calendar_bar_start_list()  # built once here, not by the first POST /predict
         gc.collect()
         gc.freeze()  # start-up objects (MLflow, sklearn, the model) leave the GC's scans: shorter pauses
         service.start_polling()

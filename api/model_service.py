@@ -67,9 +67,13 @@ def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
         return load_component_model(model_uri)
     import mlflow
 
+    from market_master.lib.model import resolve_model_uri
+
+    # resolve models:/ against OUR tracking URI first: download_artifacts would look a models:/ URI up in
+    # MLflow's process-global registry, which this process never sets
     with tempfile.TemporaryDirectory(prefix="mm-api-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri
+            artifact_uri=resolve_model_uri(model_uri, tracking_uri), dst_path=tmp, tracking_uri=tracking_uri
         )
         return load_component_model(local)
 

@@ -8,6 +8,7 @@ library's own. Order is checked here too: the library sorts, a request must alre
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -43,8 +44,14 @@ def parse_timestamp(text: str, field: str) -> int:
 @lru_cache(maxsize=1)
 def calendar_bar_starts() -> np.ndarray:
     """Every trading-bar start of the calendar's range as sorted UTC nanoseconds (built once, ~50k bars):
-    a request's checks are then one searchsorted, not a tz-aware DatetimeIndex per request."""
+    a request's checks are then one bisect per bar, not a tz-aware DatetimeIndex per request."""
     return trading_bars(CALENDAR_START, pd.Timestamp.max.tz_localize("UTC")).asi8.copy()
+
+
+@lru_cache(maxsize=1)
+def calendar_bar_start_list() -> list[int]:
+    """`calendar_bar_starts` as a Python list (for `bisect`, which keeps the GIL)."""
+    return calendar_bar_starts().tolist()
 
 
 def _iso(ns: int) -> str:
@@ -66,10 +73,14 @@ def check_window(
     bad = ~finite | (v[:, :4] <= 0).any(axis=1) | (vol < 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
     increasing = bool((np.diff(ts) > 0).all())
     unique = increasing or len(np.unique(ts)) == len(ts)  # np.unique only when needed (it drops the GIL)
-    # positions in the calendar's bar starts serve both the trading-bar check and the gap check
-    cal = calendar_bar_starts()
-    pos = np.searchsorted(cal, ts).clip(0, len(cal) - 1)
-    on_calendar = cal[pos] == ts
+    # positions in the calendar's bar starts serve both the trading-bar check and the gap check; bisect
+    # on a list, not np.searchsorted: that always releases the GIL, and on the event loop getting it back
+    # from the batcher thread costs up to a switch interval (~0.5 ms per request measured at c=16)
+    cal = calendar_bar_start_list()
+    last = len(cal) - 1
+    pos_list = [min(bisect_left(cal, t), last) for t in ts.tolist()]
+    pos = np.array(pos_list, dtype=np.int64)
+    on_calendar = np.array([cal[p] == t for p, t in zip(pos_list, ts.tolist(), strict=True)], dtype=bool)
     if bad.any() or not unique or not on_calendar.all():
         _raise_library_error(window, field_prefix, offset)
         rows = np.flatnonzero(bad | ~on_calendar).tolist()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from api.deps import BatcherDep, ServedModelDep, SettingsDep, StoreDep
+from api.deps import BatcherDep, PredictContextDep, ServedModelDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.inference import BarWindow
 from api.model_service import ServedModel
@@ -142,14 +142,14 @@ def predict_component(
 
 
 @router.post("/predict", response_model=PredictionPublic, responses=_ERRORS)
-async def predict(body: PredictRequest, served: ServedModelDep, store: StoreDep, settings: SettingsDep,
-            batcher: BatcherDep) -> Response:  # fmt: skip
+async def predict(body: PredictRequest, ctx: PredictContextDep) -> Response:
     """Predict the next bar after the LAST bar of `bars` (or of the bare bar completed from stored history).
 
     `async`: parsing and checks are sub-millisecond numpy on the loop; the CPU-bound feature + model pass
     runs on the batcher's worker thread (awaited, never blocking the loop); completing a short window from
     stored history (Parquet reads on a cold cache) runs in the threadpool.
     """
+    served, store, settings, batcher = ctx.served, ctx.store, ctx.settings, ctx.batcher
     bars = body.bar_list()
     if len(bars) > settings.max_bars:
         raise ApiError(

@@ -185,7 +185,7 @@ def _probability_matrix(output: object) -> np.ndarray:
 
 
 def model_loads_and_predicts(
-    model_uri: str, input_example: pd.DataFrame | np.ndarray, n_classes: int | None = None, atol: float = 1e-6
+    model_uri: str, input_example: pd.DataFrame | np.ndarray, n_classes: int | None = None, atol: float = 1e-6, tracking_uri: str | None = None
 ) -> GateResult:
     """Load `model_uri` with mlflow.pyfunc, predict `input_example`: one row of finite probabilities
     in [0, 1] summing to 1 per input row (columns `p_*` when the output is a DataFrame)."""
@@ -195,7 +195,9 @@ def model_loads_and_predicts(
     meta: dict[str, MetadataValue] = {"model_uri": model_uri, "n_rows": len(input_example)}
     try:
         start = time.perf_counter()
-        model = mlflow.pyfunc.load_model(model_uri)
+        from market_master.lib.model import resolve_model_uri
+
+        model = mlflow.pyfunc.load_model(resolve_model_uri(model_uri, tracking_uri))
         meta["load_s"] = time.perf_counter() - start
         proba = _probability_matrix(model.predict(input_example))
     except Exception as exc:  # the gate reports any load/predict failure as its verdict

@@ -87,10 +87,27 @@ class ComponentModel:
         return parts or None
 
     def _fast_predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self._fast_predict_arrays(
+            x["symbol"].to_numpy(dtype=object), x[self.feature_columns].to_numpy(np.float64)
+        )
+
+    def _fast_predict_arrays(self, symbols: np.ndarray, x: np.ndarray) -> np.ndarray:
         mean, scale, categories, clf = self._fast_parts()
-        num = (x[self.feature_columns].to_numpy(np.float64) - mean) / scale
-        onehot = (x["symbol"].to_numpy(dtype=object)[:, None] == categories[None, :]).astype(np.float64)
+        num = (x - mean) / scale
+        onehot = (symbols[:, None] == categories[None, :]).astype(np.float64)
         return clf.predict_proba(np.hstack([num, onehot]))
+
+    def predict_proba_arrays(self, symbols: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        """`predict_proba` of rows given as arrays (`symbols` (n,), `x` (n, len(feature_columns)) in
+        `feature_columns` order, all finite): the numpy fast path without a DataFrame, or None when the
+        fast path does not apply (too many rows, or an estimator it does not understand)."""
+        if len(x) == 0 or len(x) > FAST_PATH_MAX_ROWS or self._fast_parts() is None:
+            return None
+        out = np.zeros((len(x), len(self.classes)))
+        out[:, [int(c) for c in self.estimator.classes_]] = self._fast_predict_arrays(
+            np.asarray(symbols, dtype=object), np.asarray(x, dtype=np.float64)
+        )
+        return out
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -140,9 +157,27 @@ class ComponentPyfunc(mlflow.pyfunc.PythonModel):
         return self.component_model.predict_frame(pd.DataFrame(model_input))
 
 
-def load_component_model(model_uri: str) -> ComponentModel:
-    """The ComponentModel behind an MLflow pyfunc URI (models:/name@alias, runs:/..., a path)."""
-    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> str:
+    """A `models:/name/version` or `models:/name@alias` URI resolved against `tracking_uri` (explicitly,
+    not MLflow's process-global URI, which a fresh process, e.g. a Dagster run worker or the API, has not
+    set) to the version's artifact location; other URIs are returned unchanged."""
+    if tracking_uri is None or not model_uri.startswith("models:/"):
+        return model_uri
+    name, _, ref = model_uri[len("models:/") :].partition("@")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if ref:  # alias
+        version = client.get_model_version_by_alias(name, ref).version
+    else:
+        name, _, version = name.partition("/")
+        if not version:
+            raise ValueError(f"{model_uri}: expected models:/<name>/<version> or models:/<name>@<alias>")
+    return client.get_model_version_download_uri(name, version)
+
+
+def load_component_model(model_uri: str, tracking_uri: str | None = None) -> ComponentModel:
+    """The ComponentModel behind an MLflow pyfunc URI (models:/name@alias, models:/name/version, runs:/...,
+    a path). Registry URIs are resolved against `tracking_uri` when given."""
+    wrapper = mlflow.pyfunc.load_model(resolve_model_uri(model_uri, tracking_uri)).unwrap_python_model()
     if not isinstance(wrapper, ComponentPyfunc) or wrapper.component_model is None:
         raise TypeError(f"{model_uri} is not a ComponentPyfunc model (got {type(wrapper).__name__})")
     return wrapper.component_model

@@ -169,9 +169,14 @@ def _classify(
             f"e.g. {examples}",
             bad.tolist(),
         )
-    frame = pd.DataFrame(xo, columns=cols, copy=False)
-    frame.insert(0, "symbol", symbols[ok_pos])
-    p = np.asarray(model.predict_proba(frame), dtype=float)
+    # a model with an array fast path (ComponentModel, small inputs) skips the DataFrame round trip
+    fast = getattr(model, "predict_proba_arrays", None)
+    p = fast(symbols[ok_pos], xo) if fast is not None and list(model.feature_columns) == cols else None
+    if p is None:
+        frame = pd.DataFrame(xo, columns=cols, copy=False)
+        frame.insert(0, "symbol", symbols[ok_pos])
+        p = model.predict_proba(frame)
+    p = np.asarray(p, dtype=float)
     if p.shape != (len(ok_pos), len(CLASSES)):
         raise ValueError(
             f"model.predict_proba returned shape {p.shape}, expected ({len(ok_pos)}, {len(CLASSES)})"
@@ -280,8 +285,9 @@ def predict_windows(
     if not isinstance(config, FeatureConfig):
         raise ValueError(f"predict_windows: the model has no FeatureConfig `feature_config` (got {config!r})")
     lengths = np.empty(len(windows), dtype=np.int64)
-    symbols = np.empty(len(windows), dtype=object)
+    symbols: list[str] = []
     stamps = []
+    values = []
     for i, w in enumerate(windows):
         absent = [c for c in _WINDOW_COLUMNS if c not in w.columns]
         if absent:
@@ -293,23 +299,61 @@ def predict_windows(
             raise ValueError(
                 f"window {i} holds several symbols {sorted(set(sym.tolist()))[:5]}: one per window"
             )
-        lengths[i], symbols[i] = len(w), str(sym[0])
+        lengths[i] = len(w)
+        symbols.append(str(sym[0]))
         stamps.append(_window_ns(w, i))
-    labels = np.array([f"w{i:06d}" for i in range(len(windows))], dtype=object)  # sorts in input order
+        # single-column reads: a list selection per window costs ~10x more
+        values.append(np.column_stack([w[col].to_numpy(np.float64) for col in _WINDOW_COLUMNS[2:]]))
+    return predict_window_arrays(symbols, stamps, values, model, info)
+
+
+def predict_window_arrays(
+    symbols: list[str],
+    stamps: list[np.ndarray],
+    values: list[np.ndarray],
+    model: ProbaModel,
+    model_info: ModelInfo | None = None,
+) -> list[dict[str, Any]]:
+    """``predict_windows`` on windows given as arrays (the API's bar windows: no DataFrame per window).
+
+    Window ``i`` is ``symbols[i]`` with ``stamps[i]`` (int64 UTC nanoseconds of the bar starts, strictly
+    increasing) and ``values[i]`` (n, 5) open, high, low, close, volume. Same rows, order and errors as
+    ``predict_windows`` (which calls this after reading its frames).
+    """
+    if not symbols:
+        return []
+    if not len(symbols) == len(stamps) == len(values):
+        raise ValueError(f"predict_window_arrays: {len(symbols)} symbols, {len(stamps)} stamps, {len(values)} values")
+    info = model_info or ModelInfo()
+    config = getattr(model, "feature_config", None)
+    if not isinstance(config, FeatureConfig):
+        raise ValueError(f"predict_windows: the model has no FeatureConfig `feature_config` (got {config!r})")
+    lengths = np.fromiter((len(t) for t in stamps), dtype=np.int64, count=len(stamps))
+    for i, (t, v) in enumerate(zip(stamps, values, strict=True)):
+        if len(t) == 0:
+            raise ValueError(f"window {i} is empty")
+        if v.shape != (len(t), len(_WINDOW_COLUMNS) - 2):
+            raise ValueError(f"window {i}: values of shape {v.shape}, expected ({len(t)}, 5)")
+        if len(t) > 1 and not (np.diff(t) > 0).all():
+            r = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
+            raise ValueError(f"window {i}: timestamps must be strictly increasing, row {r} follows row {r - 1}")
+    labels = np.array([f"w{i:06d}" for i in range(len(symbols))], dtype=object)  # sorts in input order
     stamp_idx = (
         pd.DatetimeIndex(np.concatenate(stamps).view("M8[ns]")).tz_localize("UTC").tz_convert(calendar.TZ)
     )
+    block = np.concatenate(values)
     data: dict[str, Any] = {"symbol": np.repeat(labels, lengths), "timestamp": stamp_idx}
-    for col in _WINDOW_COLUMNS[2:]:  # single-column reads: a list selection per window costs ~10x more
-        data[col] = np.concatenate([w[col].to_numpy(np.float64) for w in windows])
-    feats = compute_features(pd.DataFrame(data), config)
+    for j, col in enumerate(_WINDOW_COLUMNS[2:]):
+        data[col] = block[:, j]
+    feats = compute_features(pd.DataFrame(data, copy=False), config)
     cols = _model_feature_columns(model, feats.columns)
     last = np.cumsum(lengths) - 1
     hours = stamp_idx[last]
+    sym_arr = np.asarray(symbols, dtype=object)
     status, action, probs = _classify(
         hours,
-        symbols,
-        np.ones(len(windows), dtype=bool),
+        sym_arr,
+        np.ones(len(symbols), dtype=bool),
         feats["warmup"].to_numpy(bool)[last],
         np.column_stack([feats[c].to_numpy(np.float64)[last] for c in cols]),
         model,
@@ -318,16 +362,18 @@ def predict_windows(
     )
     nxt = [_next_bar_after(int(ns)) for ns in hours.asi8]  # memoised calendar.next_bar_start
     version = None if info.version is None else str(info.version)
+    conf = probs.max(axis=1).tolist()
+    plist = probs.tolist()
     out = []
-    for i in range(len(windows)):
+    for i in range(len(symbols)):
         row: dict[str, Any] = {
             "hour": hours[i],
             "symbol": symbols[i],
             "status": status[i],
             "action": action[i],
         }
-        row.update(zip(PROB_COLUMNS, probs[i].tolist(), strict=True))
-        row["confidence"] = float(np.max(probs[i])) if status[i] == OK else float("nan")
+        row.update(zip(PROB_COLUMNS, plist[i], strict=True))
+        row["confidence"] = conf[i] if status[i] == OK else float("nan")
         row.update(timestamp_next=nxt[i], model_name=info.name, model_version=version, model_alias=info.alias)
         out.append(row)
     return out

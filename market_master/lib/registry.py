@@ -439,11 +439,12 @@ def export_local_copy(model_uri: str, dest_dir: str | Path, tracking_uri: str | 
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
         try:
+            # the version's artifact location from OUR registry client: download_artifacts would resolve a
+            # models:/ URI against MLflow's process-global registry, which a fresh process has not set
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
+                artifact_uri=client.get_model_version_download_uri(name, str(version)),
                 dst_path=str(staging / LOCAL_COPY_MODEL_DIR),
                 tracking_uri=uri,
-                registry_uri=uri,
             )
             info = {
                 "name": name,

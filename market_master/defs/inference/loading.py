@@ -24,7 +24,7 @@ def load_production_model(mlflow: MlflowResource) -> tuple[ComponentModel, Model
         raise dg.Failure(
             f"{name} has no {PRODUCTION} alias at {uri}: train (retrain_job) and let the gates promote a champion first"
         )
-    model = load_component_model(f"models:/{name}/{version}")
+    model = load_component_model(f"models:/{name}/{version}", uri)
     return model, ModelInfo(name=name, version=str(version), alias=PRODUCTION)
 
 

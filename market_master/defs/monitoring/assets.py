@@ -72,7 +72,7 @@ def classification_quality_report(
     features = store.read_between("feature_table", start, end)
     parts = []
     for version, preds in predictions.groupby("model_version"):
-        thresholds = load_component_model(f"models:/{mlflow.model_name}/{version}").thresholds
+        thresholds = load_component_model(f"models:/{mlflow.model_name}/{version}", mlflow.uri()).thresholds
         labelled = features[["symbol", "timestamp"]].assign(label=thresholds.transform(features))
         parts.append(preds.merge(labelled, left_on=["symbol", "hour"], right_on=["symbol", "timestamp"]))
     joined = pd.concat(parts, ignore_index=True) if parts else predictions.assign(label=[])

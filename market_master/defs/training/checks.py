@@ -115,7 +115,7 @@ def champion_not_worse_than_production(
     meta_extra: dict = {"segment": segment}
     if prod_version is not None and prod_version != champion_model.version:
         frame = _segment_features(storage, champion_model)
-        prod = load_component_model(f"models:/{mlflow.model_name}/{prod_version}")
+        prod = load_component_model(f"models:/{mlflow.model_name}/{prod_version}", mlflow.uri())
         pred = prod.decide(prod.predict_proba(frame))
         prod_f1 = float(f1_score(frame["label"], pred, average="macro", labels=list(range(5)), zero_division=0))
         meta_extra |= {"production_version": prod_version, "rows": len(frame)}
@@ -162,12 +162,14 @@ def latency_within_slo(
 
 
 @dg.asset_check(asset="champion_model", blocking=True, description="the registered model loads and predicts")
-def model_loads_and_predicts(champion_model: ChampionRecord, storage: StorageResource) -> dg.AssetCheckResult:
+def model_loads_and_predicts(
+    champion_model: ChampionRecord, storage: StorageResource, mlflow: MlflowResource
+) -> dg.AssetCheckResult:
     frame = _segment_features(storage, champion_model).head(5)
     example = frame[["symbol", *FEATURE_COLUMNS]]
     # the exact version the sensor would promote (an alias like @Staging can move under a concurrent retrain)
     uri = f"models:/{champion_model.model_name}/{champion_model.version}"
-    return _result(gates.model_loads_and_predicts(uri, example))
+    return _result(gates.model_loads_and_predicts(uri, example, tracking_uri=mlflow.uri()))
 
 
 GATE_CHECKS = [
