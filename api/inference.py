@@ -64,7 +64,11 @@ def predict_isolated(model: Any, info: ModelInfo, windows: list[BarWindow]) -> l
     try:
         return list(
             predict_window_arrays(
-                [w.symbol for w in windows], [w.ts_ns for w in windows], [w.values for w in windows], model, info
+                [w.symbol for w in windows],
+                [w.ts_ns for w in windows],
+                [w.values for w in windows],
+                model,
+                info,
             )
         )
     except Exception as exc:

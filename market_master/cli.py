@@ -1,11 +1,11 @@
 """`market-master`: the pipeline end to end, batch/backtest mode, and registry alias moves.
 
-    market-master run                      # offline, embedded synthetic default: ingest -> train -> gates
-                                           # -> sensor promotes -> predictions + WSS -> monitoring + backtest
-    market-master batch --csv-dir D --holdings H.csv --out OUT
-    market-master promote --version 3 --reason "..."
-    market-master rollback --reason "..."
-    market-master history
+market-master run                      # offline, embedded synthetic default: ingest -> train -> gates
+                                       # -> sensor promotes -> predictions + WSS -> monitoring + backtest
+market-master batch --csv-dir D --holdings H.csv --out OUT
+market-master promote --version 3 --reason "..."
+market-master rollback --reason "..."
+market-master history
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     signal_first_day = days[-args.signal_days]
     signal_first = calendar.trading_bars(signal_first_day.date(), signal_first_day.date())[0]
     train_end = calendar.previous_bar_start(signal_first)
-    return end, days, calendar.partition_key(first), calendar.partition_key(train_end), calendar.partition_key(signal_first)
+    return (
+        end,
+        days,
+        calendar.partition_key(first),
+        calendar.partition_key(train_end),
+        calendar.partition_key(signal_first),
+    )
 
 
 def cmd_run(args) -> int:
@@ -91,8 +97,10 @@ def cmd_run(args) -> int:
     instance = dg.DagsterInstance.get()
     end, days, first_key, train_end_key, signal_first_key = _windows(args)
     last_key = calendar.partition_key(end)
-    print(f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
-          f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}")
+    print(
+        f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
+        f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}"
+    )
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if not args.verbose else {}
 
@@ -100,10 +108,15 @@ def cmd_run(args) -> int:
         t = time.perf_counter()
         kw["run_config"] = {**quiet, **(kw.get("run_config") or {})}
         res = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
-        print(f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s")
+        print(
+            f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s"
+        )
         failed_steps = {e.step_key for e in res.all_events if e.is_step_failure}
-        if not res.success and allow_failed_checks and failed_steps and all(
-            k.startswith("champion_model_") for k in failed_steps
+        if (
+            not res.success
+            and allow_failed_checks
+            and failed_steps
+            and all(k.startswith("champion_model_") for k in failed_steps)
         ):
             return res  # a failed blocking gate fails its run by design; the sensor reads the verdicts
         if not res.success:
@@ -113,7 +126,9 @@ def cmd_run(args) -> int:
 
     print(f"[1/6] ingest + quality checks + features (single run over {first_key} .. {last_key}) ...")
     run("ingest_job", tags=_range_tags(first_key, last_key))
-    print(f"[2/6] weights + pooled training on {args.days - args.signal_days} days up to {train_end_key} + gates ...")
+    print(
+        f"[2/6] weights + pooled training on {args.days - args.signal_days} days up to {train_end_key} + gates ..."
+    )
     holdings = {"config": {"holdings_csv": str(Path(args.holdings).resolve())}} if args.holdings else {}
     res = run(
         "retrain_job",
@@ -135,8 +150,10 @@ def cmd_run(args) -> int:
     champion = res.asset_materializations_for_node("champion_model")[0].metadata
     version = str(champion["model_version"].value)
     test_f1 = f", held-out test {champion['test_macro_f1'].value:.4f}" if "test_macro_f1" in champion else ""
-    print(f"      champion {champion['champion'].value} v{version}: validation macro-F1 {champion['macro_f1'].value:.4f}"
-          f"{test_f1} (alias Staging)")
+    print(
+        f"      champion {champion['champion'].value} v{version}: validation macro-F1 {champion['macro_f1'].value:.4f}"
+        f"{test_f1} (alias Staging)"
+    )
     for gate in GATE_NAMES:
         ev = evaluations.get(gate)
         verdict = "not evaluated" if ev is None else ("PASS" if ev.passed else "FAIL")
@@ -176,18 +193,24 @@ def cmd_run(args) -> int:
     store = PartitionStore(settings.data_root() / "partitions")
     key = store.latest_key("index_signal", nonempty=True)
     latest = store.read("index_signal", [key]).iloc[-1]
-    print(f"      hour {latest['hour']}  WSS {latest['wss']:+.3f}  decision {latest['decision']}  "
-          f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])})")
+    print(
+        f"      hour {latest['hour']}  WSS {latest['wss']:+.3f}  decision {latest['decision']}  "
+        f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])})"
+    )
     for node in ("feature_drift_report", "classification_quality_report", "signal_backtest"):
         mats = mon.asset_materializations_for_node(node)
         if mats:
             md = mats[0].metadata
             paths = [str(v.value) for k, v in md.items() if k in ("html", "equity_png", "wss_png")]
             print(f"      {node}: {', '.join(paths)}")
-    print(f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per hour),"
-          f" {settings.data_root() / 'reports' / 'signal_backtest'}")
-    print(f"Done in {time.perf_counter() - t0:.0f} s. UIs: `make dagster` (assets, checks, runs), `make mlflow-ui` "
-          f"(runs, registry), `make api` (FastAPI at http://127.0.0.1:8000/docs).")
+    print(
+        f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per hour),"
+        f" {settings.data_root() / 'reports' / 'signal_backtest'}"
+    )
+    print(
+        f"Done in {time.perf_counter() - t0:.0f} s. UIs: `make dagster` (assets, checks, runs), `make mlflow-ui` "
+        f"(runs, registry), `make api` (FastAPI at http://127.0.0.1:8000/docs)."
+    )
     return 0
 
 
@@ -207,8 +230,10 @@ def cmd_batch(args) -> int:
         tracking_uri=settings.default_tracking_uri() if args.model_uri else None,
     )
     print(result.test_backtest.metrics_table().round(4).to_string())
-    print(f"thresholds BUY >= {result.buy_threshold:+.2f}, SELL <= {result.sell_threshold:+.2f}; "
-          f"PSR {result.psr:.3f}, DSR {result.dsr:.3f} ({result.n_trials} trials)")
+    print(
+        f"thresholds BUY >= {result.buy_threshold:+.2f}, SELL <= {result.sell_threshold:+.2f}; "
+        f"PSR {result.psr:.3f}, DSR {result.dsr:.3f} ({result.n_trials} trials)"
+    )
     for name, path in result.files.items():
         print(f"  {name}: {path}")
     return 0
@@ -224,8 +249,12 @@ def _actor() -> str:
 def cmd_promote(args) -> int:
     from market_master.lib import registry
 
-    move = registry.promote(settings.default_tracking_uri(), settings.MODEL_NAME, args.version, actor=_actor(), reason=args.reason)
-    print(f"{move.model_name}@{move.alias}: {move.from_version or '(unset)'} -> {move.to_version} ({move.reason})")
+    move = registry.promote(
+        settings.default_tracking_uri(), settings.MODEL_NAME, args.version, actor=_actor(), reason=args.reason
+    )
+    print(
+        f"{move.model_name}@{move.alias}: {move.from_version or '(unset)'} -> {move.to_version} ({move.reason})"
+    )
     _refresh_local_copy()
     _record_in_dagster(move)
     return 0
@@ -234,8 +263,12 @@ def cmd_promote(args) -> int:
 def cmd_rollback(args) -> int:
     from market_master.lib import registry
 
-    move = registry.rollback(settings.default_tracking_uri(), settings.MODEL_NAME, actor=_actor(), reason=args.reason)
-    print(f"{move.model_name}@{move.alias}: {move.from_version} -> {move.to_version} (rollback: {move.reason})")
+    move = registry.rollback(
+        settings.default_tracking_uri(), settings.MODEL_NAME, actor=_actor(), reason=args.reason
+    )
+    print(
+        f"{move.model_name}@{move.alias}: {move.from_version} -> {move.to_version} (rollback: {move.reason})"
+    )
     _refresh_local_copy()
     _record_in_dagster(move)
     return 0
@@ -283,7 +316,9 @@ def cmd_history(args) -> int:
     if not moves:
         print("no recorded Production moves")
     for m in moves:
-        print(f"{m.at:%Y-%m-%d %H:%M:%S} {m.kind:<9} {m.from_version or '-':>4} -> {m.to_version:<4} {m.actor}: {m.reason}")
+        print(
+            f"{m.at:%Y-%m-%d %H:%M:%S} {m.kind:<9} {m.from_version or '-':>4} -> {m.to_version:<4} {m.actor}: {m.reason}"
+        )
     return 0
 
 
@@ -293,7 +328,9 @@ def cmd_dagster_home(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="market-master", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="market-master", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="the whole pipeline (default: offline synthetic source)")
     r.add_argument("--source", default="synthetic", choices=["synthetic", "csv", "yfinance"])
@@ -301,23 +338,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
     r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
     r.add_argument("--days", type=int, default=250, help="trading days to ingest (default 250, about a year)")
-    r.add_argument("--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)")
+    r.add_argument(
+        "--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)"
+    )
     r.add_argument("--end", help="last day/time (default: now; set it for csv data)")
-    r.add_argument("--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)")
+    r.add_argument(
+        "--candidates", help="comma-separated subset of RF,ET,GB,HGBT,MLP,SVC,LogReg (default: all)"
+    )
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--verbose", action="store_true", help="show Dagster's DEBUG event log")
-    r.add_argument("--predictability", type=float, default=0.7, help="synthetic only: planted signal (0 = random walk)")
+    r.add_argument(
+        "--predictability", type=float, default=0.7, help="synthetic only: planted signal (0 = random walk)"
+    )
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("batch", help="CSV directory + holdings -> predictions, WSS, signals, backtest")
     b.add_argument("--csv-dir", required=True)
     b.add_argument("--holdings", required=True)
     b.add_argument("--out", required=True)
-    b.add_argument("--model-uri", help="use this model (e.g. models:/market-master-component-classifier@Production) instead of training")
+    b.add_argument(
+        "--model-uri",
+        help="use this model (e.g. models:/market-master-component-classifier@Production) instead of training",
+    )
     b.add_argument("--cost-bps", type=float, default=1.0)
     b.add_argument("--buy", type=float, default=0.5)
     b.add_argument("--sell", type=float, default=-0.5)
-    b.add_argument("--no-sweep", action="store_true", help="keep --buy/--sell instead of sweeping on the validation window")
-    b.add_argument("--proxy", default="QQQ", help="index proxy symbol among the CSVs ('' = weighted constituents)")
+    b.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="keep --buy/--sell instead of sweeping on the validation window",
+    )
+    b.add_argument(
+        "--proxy", default="QQQ", help="index proxy symbol among the CSVs ('' = weighted constituents)"
+    )
     b.set_defaults(func=cmd_batch)
     pr = sub.add_parser("promote", help="move Production to a model version")
     pr.add_argument("--version", required=True)

@@ -14,7 +14,11 @@ _real_connect = socket.socket.connect
 
 def _guarded_connect(self, address):  # pragma: no cover - exercised only on a violation
     host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")) or self.family == socket.AF_UNIX:
+    if (
+        isinstance(host, str)
+        and (host.startswith("127.") or host in ("localhost", "::1"))
+        or self.family == socket.AF_UNIX
+    ):
         return _real_connect(self, address)
     raise RuntimeError(f"network access blocked in tests: {address!r}")
 

@@ -32,7 +32,9 @@ retrain_job = dg.define_asset_job(
 )
 monitoring_job = dg.define_asset_job(
     "monitoring_job",
-    selection=dg.AssetSelection.assets("feature_drift_report", "classification_quality_report", "signal_backtest"),
+    selection=dg.AssetSelection.assets(
+        "feature_drift_report", "classification_quality_report", "signal_backtest"
+    ),
     description="Evidently drift + classification quality, and the out-of-sample signal backtest.",
 )
 

@@ -21,7 +21,9 @@ class MarketDataResource(dg.ConfigurableResource):
     source: str = Field(default="synthetic", description="synthetic | yfinance | csv")
     symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     seed: int = 42
-    predictability: float = Field(default=0.7, description="synthetic only: planted reversal strength, 0 = random walk")
+    predictability: float = Field(
+        default=0.7, description="synthetic only: planted reversal strength, 0 = random walk"
+    )
     csv_dir: str | None = Field(default=None, description="csv only: directory of <SYMBOL>_1h.csv files")
     csv_timezone: str = "America/New_York"
 
@@ -30,11 +32,15 @@ class MarketDataResource(dg.ConfigurableResource):
             return get_source("synthetic", seed=self.seed, predictability=self.predictability)
         if self.source == "csv":
             if not self.csv_dir:
-                raise dg.Failure("market_data.source is 'csv' but market_data.csv_dir is not set", allow_retries=False)
+                raise dg.Failure(
+                    "market_data.source is 'csv' but market_data.csv_dir is not set", allow_retries=False
+                )
             return get_source("csv", directory=self.csv_dir, timezone=self.csv_timezone)
         if self.source == "yfinance":
             return get_source("yfinance")
-        raise dg.Failure(f"unknown market_data.source {self.source!r}: use synthetic, yfinance or csv", allow_retries=False)
+        raise dg.Failure(
+            f"unknown market_data.source {self.source!r}: use synthetic, yfinance or csv", allow_retries=False
+        )
 
 
 class StorageResource(dg.ConfigurableResource):

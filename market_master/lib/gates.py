@@ -185,7 +185,11 @@ def _probability_matrix(output: object) -> np.ndarray:
 
 
 def model_loads_and_predicts(
-    model_uri: str, input_example: pd.DataFrame | np.ndarray, n_classes: int | None = None, atol: float = 1e-6, tracking_uri: str | None = None
+    model_uri: str,
+    input_example: pd.DataFrame | np.ndarray,
+    n_classes: int | None = None,
+    atol: float = 1e-6,
+    tracking_uri: str | None = None,
 ) -> GateResult:
     """Load `model_uri` with mlflow.pyfunc, predict `input_example`: one row of finite probabilities
     in [0, 1] summing to 1 per input row (columns `p_*` when the output is a DataFrame)."""

@@ -16,7 +16,9 @@ def ensure_experiment(client: mlflow.MlflowClient, name: str, artifact_location:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location or default_artifact_location(client.tracking_uri))
+    return client.create_experiment(
+        name, artifact_location=artifact_location or default_artifact_location(client.tracking_uri)
+    )
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

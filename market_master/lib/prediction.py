@@ -323,7 +323,9 @@ def predict_window_arrays(
     if not symbols:
         return []
     if not len(symbols) == len(stamps) == len(values):
-        raise ValueError(f"predict_window_arrays: {len(symbols)} symbols, {len(stamps)} stamps, {len(values)} values")
+        raise ValueError(
+            f"predict_window_arrays: {len(symbols)} symbols, {len(stamps)} stamps, {len(values)} values"
+        )
     info = model_info or ModelInfo()
     config = getattr(model, "feature_config", None)
     if not isinstance(config, FeatureConfig):
@@ -336,7 +338,9 @@ def predict_window_arrays(
             raise ValueError(f"window {i}: values of shape {v.shape}, expected ({len(t)}, 5)")
         if len(t) > 1 and not (np.diff(t) > 0).all():
             r = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
-            raise ValueError(f"window {i}: timestamps must be strictly increasing, row {r} follows row {r - 1}")
+            raise ValueError(
+                f"window {i}: timestamps must be strictly increasing, row {r} follows row {r - 1}"
+            )
     labels = np.array([f"w{i:06d}" for i in range(len(symbols))], dtype=object)  # sorts in input order
     stamp_idx = (
         pd.DatetimeIndex(np.concatenate(stamps).view("M8[ns]")).tz_localize("UTC").tz_convert(calendar.TZ)

@@ -441,11 +441,15 @@ def export_local_copy(model_uri: str, dest_dir: str | Path, tracking_uri: str | 
         try:
             # the version's artifact location from OUR registry client: download_artifacts would resolve a
             # models:/ URI against MLflow's process-global registry, which a fresh process has not set
-            mlflow.artifacts.download_artifacts(
+            downloaded = mlflow.artifacts.download_artifacts(
                 artifact_uri=client.get_model_version_download_uri(name, str(version)),
-                dst_path=str(staging / LOCAL_COPY_MODEL_DIR),
+                dst_path=str(staging / ".download"),
                 tracking_uri=uri,
             )
+            os.replace(
+                downloaded, staging / LOCAL_COPY_MODEL_DIR
+            )  # the model directory itself (MLmodel inside)
+            shutil.rmtree(staging / ".download", ignore_errors=True)
             info = {
                 "name": name,
                 "version": str(version),

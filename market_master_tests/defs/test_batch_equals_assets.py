@@ -28,13 +28,17 @@ def test_batch_output_equals_asset_graph_output(tmp_path, mlflow_uri):
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
     for sym, g in bars.groupby("symbol"):
-        g.drop(columns="symbol").rename(columns={"timestamp": "Datetime"}).to_csv(csv_dir / f"{sym}_1h.csv", index=False)
+        g.drop(columns="symbol").rename(columns={"timestamp": "Datetime"}).to_csv(
+            csv_dir / f"{sym}_1h.csv", index=False
+        )
     holdings = tmp_path / "holdings.csv"
-    pd.DataFrame({"symbol": SYMBOLS + ["AVGO"], "weight_pct": [8.8, 8.1, 7.4, 5.6, 4.2], "as_of": "2025-04-28"}).to_csv(
-        holdings, index=False
-    )
+    pd.DataFrame(
+        {"symbol": SYMBOLS + ["AVGO"], "weight_pct": [8.8, 8.1, 7.4, 5.6, 4.2], "as_of": "2025-04-28"}
+    ).to_csv(holdings, index=False)
     # one model, registered and promoted, used by both paths
-    train_features = compute_features(bars[bars["timestamp"] < pd.Timestamp("2024-02-15", tz="America/New_York")])
+    train_features = compute_features(
+        bars[bars["timestamp"] < pd.Timestamp("2024-02-15", tz="America/New_York")]
+    )
     result = train_candidates(train_features, TrainingConfig(candidates=("LogReg",), latency_rows=0))
     name = f"mm-batch-eq-{uuid.uuid4().hex[:8]}"
     registered = log_training(result, tracking_uri=mlflow_uri, model_name=name)
@@ -45,31 +49,53 @@ def test_batch_output_equals_asset_graph_output(tmp_path, mlflow_uri):
         "storage": StorageResource(root=str(tmp_path / "root")),
         "mlflow": MlflowResource(tracking_uri=mlflow_uri, model_name=name),
     }
-    assert dg.materialize([index_weights], resources=resources, run_config={"ops": {"index_weights": {"config": {"holdings_csv": str(holdings)}}}}).success
+    assert dg.materialize(
+        [index_weights],
+        resources=resources,
+        run_config={"ops": {"index_weights": {"config": {"holdings_csv": str(holdings)}}}},
+    ).success
     assert dg.materialize(
         [hourly_bars, feature_table],
         resources=resources,
-        tags={"dagster/asset_partition_range_start": "2024-01-02-09:30", "dagster/asset_partition_range_end": "2024-02-29-15:30"},
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-02-09:30",
+            "dagster/asset_partition_range_end": "2024-02-29-15:30",
+        },
     ).success
-    rng = {"dagster/asset_partition_range_start": "2024-02-20-09:30", "dagster/asset_partition_range_end": "2024-02-29-15:30"}
+    rng = {
+        "dagster/asset_partition_range_start": "2024-02-20-09:30",
+        "dagster/asset_partition_range_end": "2024-02-29-15:30",
+    }
     assert dg.materialize([component_predictions, index_signal], resources=resources, tags=rng).success
 
     from market_master.lib.storage import PartitionStore
 
     store = PartitionStore(tmp_path / "root" / "partitions")
-    asset_preds = store.read_between("component_predictions", "2024-02-20", "2024-02-29 16:00").sort_values(["hour", "symbol"], ignore_index=True)
-    asset_signal = store.read_between("index_signal", "2024-02-20", "2024-02-29 16:00").sort_values("hour", ignore_index=True)
+    asset_preds = store.read_between("component_predictions", "2024-02-20", "2024-02-29 16:00").sort_values(
+        ["hour", "symbol"], ignore_index=True
+    )
+    asset_signal = store.read_between("index_signal", "2024-02-20", "2024-02-29 16:00").sort_values(
+        "hour", ignore_index=True
+    )
 
-    batch = run_batch(csv_dir, holdings, tmp_path / "out", model=result.champion, sweep=False, proxy_symbol=None)
+    batch = run_batch(
+        csv_dir, holdings, tmp_path / "out", model=result.champion, sweep=False, proxy_symbol=None
+    )
     lo = pd.Timestamp("2024-02-20", tz="America/New_York")
-    batch_preds = batch.predictions[batch.predictions["hour"] >= lo].sort_values(["hour", "symbol"], ignore_index=True)
+    batch_preds = batch.predictions[batch.predictions["hour"] >= lo].sort_values(
+        ["hour", "symbol"], ignore_index=True
+    )
     batch_signal = batch.signal[batch.signal["hour"] >= lo].sort_values("hour", ignore_index=True)
 
     assert len(asset_preds) == len(batch_preds) == 4 * 8 * 7
     assert (asset_preds["hour"].to_numpy() == batch_preds["hour"].to_numpy()).all()
     assert (asset_preds["action"].to_numpy() == batch_preds["action"].to_numpy()).all()
-    np.testing.assert_allclose(asset_preds[PROBS].to_numpy(), batch_preds[PROBS].to_numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(asset_signal["wss"].to_numpy(), batch_signal["wss"].to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        asset_preds[PROBS].to_numpy(), batch_preds[PROBS].to_numpy(), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        asset_signal["wss"].to_numpy(), batch_signal["wss"].to_numpy(), rtol=0, atol=1e-12
+    )
     assert (asset_signal["decision"].to_numpy() == batch_signal["decision"].to_numpy()).all()
     # AVGO carries weight but has no bars: both paths renormalise over the four that do
     assert np.allclose(asset_signal["covered_weight"], batch_signal["covered_weight"])

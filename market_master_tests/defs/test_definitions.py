@@ -45,7 +45,13 @@ def test_checks_gates_and_bar_checks_are_declared():
 
 
 def test_jobs_schedules_and_sensor_defaults():
-    assert {j.name for j in defs.jobs} >= {"ingest_job", "hourly_signal_job", "retrain_job", "promote_job", "monitoring_job"}
+    assert {j.name for j in defs.jobs} >= {
+        "ingest_job",
+        "hourly_signal_job",
+        "retrain_job",
+        "promote_job",
+        "monitoring_job",
+    }
     repo = defs.get_repository_def()
     for schedule in repo.schedule_defs:
         assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED, schedule.name

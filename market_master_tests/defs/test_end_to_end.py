@@ -64,5 +64,11 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
 
     with dg.DagsterInstance.get() as instance:
         records = instance.fetch_materializations(dg.AssetKey("production_model"), limit=10).records
-    moves = [(r.asset_materialization.metadata["from_version"].value, r.asset_materialization.metadata["to_version"].value) for r in records]
+    moves = [
+        (
+            r.asset_materialization.metadata["from_version"].value,
+            r.asset_materialization.metadata["to_version"].value,
+        )
+        for r in records
+    ]
     assert moves[:3] == [("2", "1"), ("1", "2"), ("none", "1")]

@@ -27,7 +27,9 @@ def _range_tags(a, b):
 
 
 def test_single_run_range_writes_one_slice_per_partition_and_checks_pass(tmp_path):
-    res = dg.materialize([hourly_bars, feature_table], resources=_resources(tmp_path), tags=_range_tags(*RANGE))
+    res = dg.materialize(
+        [hourly_bars, feature_table], resources=_resources(tmp_path), tags=_range_tags(*RANGE)
+    )
     assert res.success
     store = PartitionStore(tmp_path / "partitions")
     keys = store.keys("hourly_bars")
@@ -55,12 +57,18 @@ def test_partition_write_is_idempotent(tmp_path):
 def test_stored_features_equal_full_history_features(tmp_path):
     """The look-back read by feature_table covers every feature window: same numbers as one pass."""
     assert dg.materialize(
-        [hourly_bars, feature_table], resources=_resources(tmp_path), tags=_range_tags("2024-02-01-09:30", "2024-03-12-15:30")
+        [hourly_bars, feature_table],
+        resources=_resources(tmp_path),
+        tags=_range_tags("2024-02-01-09:30", "2024-03-12-15:30"),
     ).success
     assert dg.materialize(
-        [feature_table], resources=_resources(tmp_path), tags=_range_tags("2024-03-11-09:30", "2024-03-12-15:30")
+        [feature_table],
+        resources=_resources(tmp_path),
+        tags=_range_tags("2024-03-11-09:30", "2024-03-12-15:30"),
     ).success
-    stored = PartitionStore(tmp_path / "partitions").read_between("feature_table", "2024-03-11", "2024-03-12 16:00")
+    stored = PartitionStore(tmp_path / "partitions").read_between(
+        "feature_table", "2024-03-11", "2024-03-12 16:00"
+    )
     bars = SyntheticSource().fetch(SYMBOLS, "2024-02-01", "2024-03-12")
     full = compute_features(bars, FeatureConfig())
     full = full[full["timestamp"] >= pd.Timestamp("2024-03-11", tz="America/New_York")].reset_index(drop=True)
@@ -86,7 +94,10 @@ def test_a_bad_bar_fails_its_blocking_check_names_the_row_and_blocks_features(tm
     evaluations = {e.check_name: e for e in res.get_asset_check_evaluations()}
     bad = evaluations["high_is_at_least_open_and_close"]
     assert not bad.passed
-    assert "NVDA" in bad.metadata["offending_rows"].value and "2024-03-04 12:30" in bad.metadata["offending_rows"].value
+    assert (
+        "NVDA" in bad.metadata["offending_rows"].value
+        and "2024-03-04 12:30" in bad.metadata["offending_rows"].value
+    )
     assert evaluations["prices_are_positive"].passed
     # the blocking check stopped feature_table in that run; the bad row is stored as it came (not dropped)
     assert not res.asset_materializations_for_node("feature_table")
@@ -110,7 +121,10 @@ def test_index_weights_reports_missing_symbols(tmp_path):
 @pytest.mark.parametrize("source", ["csv"])
 def test_misconfigured_source_fails_with_a_clear_message(tmp_path, source):
     res = dg.materialize(
-        [hourly_bars], resources=_resources(tmp_path, source=source), partition_key="2024-03-05-10:30", raise_on_error=False
+        [hourly_bars],
+        resources=_resources(tmp_path, source=source),
+        partition_key="2024-03-05-10:30",
+        raise_on_error=False,
     )
     assert not res.success
     failure = [e for e in res.all_events if e.is_failure][0]

@@ -28,6 +28,8 @@ def test_tick_after_the_half_hour_last_bar():
 
 def test_holiday_and_half_day_afternoon_are_skipped():
     assert not _evaluate(dt.datetime(2024, 7, 4, 12, 35, tzinfo=NY)).run_requests  # Independence Day
-    assert not _evaluate(dt.datetime(2024, 11, 29, 15, 35, tzinfo=NY)).run_requests  # half-day, closed at 13:00
+    assert not _evaluate(
+        dt.datetime(2024, 11, 29, 15, 35, tzinfo=NY)
+    ).run_requests  # half-day, closed at 13:00
     half_day_last = _evaluate(dt.datetime(2024, 11, 29, 13, 35, tzinfo=NY))
     assert [r.partition_key for r in half_day_last.run_requests] == ["2024-11-29-12:30"]

@@ -13,7 +13,9 @@ from market_master.defs.training.checks import GATE_NAMES
 
 
 def _materialize_champion(instance: dg.DagsterInstance, version: str, failing: set[str]) -> str:
-    @dg.asset(name="champion_model", check_specs=[dg.AssetCheckSpec(g, asset="champion_model") for g in GATE_NAMES])
+    @dg.asset(
+        name="champion_model", check_specs=[dg.AssetCheckSpec(g, asset="champion_model") for g in GATE_NAMES]
+    )
     def fake_champion():
         return dg.MaterializeResult(
             metadata={"model_version": version, "model_name": "mm-test-model"},
@@ -46,7 +48,9 @@ def test_passing_champion_yields_exactly_one_run_request_with_idempotent_key():
         assert not again.run_requests
 
 
-@pytest.mark.parametrize("failing", [{"champion_beats_baseline"}, {"latency_within_slo", "feature_drift_is_below_limit"}])
+@pytest.mark.parametrize(
+    "failing", [{"champion_beats_baseline"}, {"latency_within_slo", "feature_drift_is_below_limit"}]
+)
 def test_failing_gate_yields_no_run_request_and_names_the_gate(failing):
     with dg.instance_for_test() as instance:
         _materialize_champion(instance, "3", failing=failing)
@@ -74,7 +78,9 @@ def test_pending_gates_are_decided_on_a_later_tick_not_skipped_for_good():
 
         instance.get_run_by_id = lambda rid: _Running() if rid == run_id else real_get_run(rid)
         real_records = instance.get_records_for_run
-        instance.get_records_for_run = lambda **kw: type("R", (), {"records": real_records(**kw).records[:2]})()
+        instance.get_records_for_run = lambda **kw: type(
+            "R", (), {"records": real_records(**kw).records[:2]}
+        )()
         assert decide(instance, record.event_log_entry).pending
         pending = _tick(instance)
         assert not pending.run_requests and "still running" in pending.skip_message

@@ -30,10 +30,11 @@ def test_models_uri_loads_in_a_fresh_process_with_an_explicit_tracking_uri(mlflo
         m = load_component_model("models:/{name}@Production", {mlflow_uri!r})
         print("loaded", m.name)
         p = registry.export_local_copy("models:/{name}@Production", {str(tmp_path / "copy")!r}, tracking_uri={mlflow_uri!r})
-        print("exported", p)
+        info = registry.read_local_copy_info({str(tmp_path / "copy")!r})
+        print("exported", p, "reloaded", load_component_model(str(info.model_dir)).name)
         """
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "loaded LogReg" in out.stdout and "exported" in out.stdout
+    assert "loaded LogReg" in out.stdout and "reloaded LogReg" in out.stdout

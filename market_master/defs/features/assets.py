@@ -42,7 +42,9 @@ def feature_table(
     history_start = lookback_start(start, config.lookback_bars)
     bars = normalize_bars(store.read_between("hourly_bars", history_start, end))
     if bars.empty:
-        raise dg.Failure(f"no hourly_bars stored between {history_start} and {end}: materialize hourly_bars first")
+        raise dg.Failure(
+            f"no hourly_bars stored between {history_start} and {end}: materialize hourly_bars first"
+        )
     features = compute_features(bars, FeatureConfig(warmup=config.warmup))
     in_range = features[(features["timestamp"] >= start) & (features["timestamp"] <= end)]
     row_keys = in_range["timestamp"].dt.strftime(calendar.PARTITION_FMT)
@@ -58,7 +60,9 @@ def feature_table(
             "partitions": len(keys),
             "history_bars_read": len(bars),
             "history_start": str(history_start),
-            "n_features": int(len([c for c in features.columns if c not in ("symbol", "timestamp", "close", "warmup")])),
+            "n_features": int(
+                len([c for c in features.columns if c not in ("symbol", "timestamp", "close", "warmup")])
+            ),
             "preview": dg.MetadataValue.md(in_range.tail(5).round(4).astype(str).to_markdown(index=False)),
         }
     )

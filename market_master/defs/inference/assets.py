@@ -66,7 +66,10 @@ def component_predictions(
             "status_counts": dg.MetadataValue.json({str(k): int(v) for k, v in status_counts.items()}),
             "model": f"{info.name} v{info.version} @{info.alias}",
             "latest_hour": dg.MetadataValue.md(
-                last[["symbol", "status", "action", "confidence"]].round(3).astype(str).to_markdown(index=False)
+                last[["symbol", "status", "action", "confidence"]]
+                .round(3)
+                .astype(str)
+                .to_markdown(index=False)
             )
             if len(last)
             else "none",
@@ -89,7 +92,10 @@ class IndexSignalConfig(dg.Config):
     kinds={"parquet", "mlflow"},
 )
 def index_signal(
-    context: dg.AssetExecutionContext, config: IndexSignalConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: IndexSignalConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """Weighted Sentiment Score per hour (weights renormalised over predicted symbols) -> BUY / SELL / HOLD."""
     keys, start, end = _range(context)
@@ -104,13 +110,20 @@ def index_signal(
     _write_by_hour(store, "index_signal", signal, keys, "hour")
     run_id = None
     if config.log_to_mlflow and len(signal):
-        run_id = log_index_signal(mlflow.uri(), mlflow.experiment_name, signal, run_name=f"index_signal {keys[0]}..{keys[-1]}")
+        run_id = log_index_signal(
+            mlflow.uri(), mlflow.experiment_name, signal, run_name=f"index_signal {keys[0]}..{keys[-1]}"
+        )
     # Per-partition numbers (so the UI charts WSS hour by hour, also after a single-run range backfill).
-    by_key = {calendar.partition_key(h): row for h, row in zip(signal["hour"], signal.itertuples(index=False), strict=True)}
+    by_key = {
+        calendar.partition_key(h): row
+        for h, row in zip(signal["hour"], signal.itertuples(index=False), strict=True)
+    }
     for key in keys:
         row = by_key.get(key)
         if row is None:
-            context.add_asset_metadata({"decision": "no trading bar (holiday / half-day afternoon)"}, partition_key=key)
+            context.add_asset_metadata(
+                {"decision": "no trading bar (holiday / half-day afternoon)"}, partition_key=key
+            )
         else:
             context.add_asset_metadata(
                 {
@@ -129,7 +142,11 @@ def index_signal(
                 "range_latest_hour": str(latest["hour"]),
                 "range_decisions": dg.MetadataValue.json(signal["decision"].value_counts().to_dict()),
                 "range_last_hours": dg.MetadataValue.md(
-                    signal[["hour", "wss", "decision", "covered_weight"]].tail(10).round(3).astype(str).to_markdown(index=False)
+                    signal[["hour", "wss", "decision", "covered_weight"]]
+                    .tail(10)
+                    .round(3)
+                    .astype(str)
+                    .to_markdown(index=False)
                 ),
             }
         )

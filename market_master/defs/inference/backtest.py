@@ -17,7 +17,9 @@ from market_master.lib.plots import plot_equity, plot_wss
 class BacktestConfig(dg.Config):
     cost_bps: float = Field(default=1.0, description="cost per unit of position change, basis points")
     buy_threshold: float = Field(default=0.5, description="drawn on the WSS plot (use index_signal's value)")
-    sell_threshold: float = Field(default=-0.5, description="drawn on the WSS plot (use index_signal's value)")
+    sell_threshold: float = Field(
+        default=-0.5, description="drawn on the WSS plot (use index_signal's value)"
+    )
 
 
 def out_of_sample_start(model) -> pd.Timestamp:
@@ -28,7 +30,10 @@ def out_of_sample_start(model) -> pd.Timestamp:
 
 @dg.asset(group_name="inference", deps=["index_signal", "hourly_bars"], kinds={"pandas", "matplotlib"})
 def signal_backtest(
-    context: dg.AssetExecutionContext, config: BacktestConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """Signal vs buy-and-hold vs flat on the weighted constituents' next-bar return (point-in-time weights),
     after costs, annualised with 1,764 bars/year, with PSR/DSR (one trial: thresholds were not swept here)."""
@@ -42,7 +47,9 @@ def signal_backtest(
     signal = signal[signal["hour"] > after].sort_values("hour", ignore_index=True)
     if len(signal) < 2:
         raise dg.Failure(f"fewer than 2 signal hours after the model's validation window end {after}")
-    bars = store.read_between("hourly_bars", signal["hour"].min(), signal["hour"].max() + pd.Timedelta(days=5))
+    bars = store.read_between(
+        "hourly_bars", signal["hour"].min(), signal["hour"].max() + pd.Timedelta(days=5)
+    )
     _, _, caveat = weights_lookup(storage)
     proxy = weighted_constituent_returns(bars, stored_weights_history(storage))
     report = backtest_report(signal[["hour", "decision"]], proxy, config.cost_bps, n_trials=1)

@@ -33,7 +33,9 @@ def stored_weights_history(storage: StorageResource) -> WeightsHistory:
     payload = storage.read_json("index_weights")
     return WeightsHistory(
         [
-            WeightsSnapshot(as_of=dt.date.fromisoformat(s["as_of"]), weights=s["weights"], source=payload["source"])
+            WeightsSnapshot(
+                as_of=dt.date.fromisoformat(s["as_of"]), weights=s["weights"], source=payload["source"]
+            )
             for s in payload["snapshots"]
         ]
     )

@@ -15,7 +15,8 @@ from market_master.lib.weights import embedded_top10, load_holdings_csv, normali
 
 class IndexWeightsConfig(dg.Config):
     holdings_csv: str | None = Field(
-        default=None, description="holdings CSV (symbol, weight_pct|weight[, as_of]); default: embedded top-10 QQQ"
+        default=None,
+        description="holdings CSV (symbol, weight_pct|weight[, as_of]); default: embedded top-10 QQQ",
     )
 
 
@@ -39,7 +40,8 @@ def index_weights(
         "universe": universe,
         "source": snapshots[-1].source,
         "snapshots": [
-            {"as_of": str(n.as_of), "weights": n.weights, "missing_weight": n.missing_weight} for n in normalized
+            {"as_of": str(n.as_of), "weights": n.weights, "missing_weight": n.missing_weight}
+            for n in normalized
         ],
     }
     path = storage.write_json("index_weights", payload)
@@ -50,14 +52,18 @@ def index_weights(
     if last_key is None:
         without_bars: list[str] | str = "no hourly_bars stored yet"
     else:
-        recent = store.read_between("hourly_bars", calendar.key_to_timestamp(last_key) - pd.Timedelta(days=7), last_key)
+        recent = store.read_between(
+            "hourly_bars", calendar.key_to_timestamp(last_key) - pd.Timedelta(days=7), last_key
+        )
         have = set(recent["symbol"]) if len(recent) else set()
         without_bars = sorted(s for s in latest.weights if s not in have)
     outside = sorted(
         ((s, w) for s, w in snapshots[-1].weights.items() if s not in set(universe)), key=lambda x: -x[1]
     )
     if latest.missing_weight:
-        context.log.warning(f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}")
+        context.log.warning(
+            f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}"
+        )
     return dg.MaterializeResult(
         metadata={
             "as_of": str(latest.as_of),

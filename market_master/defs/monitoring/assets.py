@@ -31,7 +31,10 @@ def _meta(summary: dict) -> dict:
 
 @dg.asset(group_name="monitoring", deps=["feature_table", "production_model"], kinds={"evidently", "mlflow"})
 def feature_drift_report(
-    context: dg.AssetExecutionContext, config: MonitoringConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: MonitoringConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """Data drift of the features: reference = the Production model's training window, current = latest window."""
     model, info = load_production_model(mlflow)
@@ -43,7 +46,9 @@ def feature_drift_report(
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     html = storage.path("monitoring", f"feature_drift_{_stamp(end)}.html")
     summary = monitoring.data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
-    run_id = monitoring.log_report_to_mlflow(mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}")
+    run_id = monitoring.log_report_to_mlflow(
+        mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}"
+    )
     return dg.MaterializeResult(
         metadata={
             **_meta(summary),
@@ -60,7 +65,10 @@ def feature_drift_report(
     group_name="monitoring", deps=["component_predictions", "feature_table"], kinds={"evidently", "mlflow"}
 )
 def classification_quality_report(
-    context: dg.AssetExecutionContext, config: MonitoringConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: MonitoringConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """Realised quality of the stored predictions on the latest labelled window. Each prediction is
     labelled with the thresholds stored in the model version that made it."""
@@ -78,7 +86,9 @@ def classification_quality_report(
     joined = pd.concat(parts, ignore_index=True) if parts else predictions.assign(label=[])
     joined = joined[joined["label"] >= 0]
     if joined.empty:
-        raise dg.Failure(f"no labelled predictions between {start} and {end} (the latest bar has no label yet)")
+        raise dg.Failure(
+            f"no labelled predictions between {start} and {end} (the latest bar has no label yet)"
+        )
     y_true = joined["label"].astype(int).map(dict(enumerate(CLASSES))).to_numpy()
     y_pred = joined["action"].astype(str).to_numpy()
     proba = joined[[f"p_{c}" for c in CLASSES]]

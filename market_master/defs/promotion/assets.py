@@ -11,13 +11,18 @@ PRODUCTION_ALIAS = "Production"
 
 class PromotionConfig(dg.Config):
     version: str = Field(description="model version to point the Production alias at")
-    actor: str = Field(default="dagster:promote_champion_when_gates_pass", description="who/what moves the alias")
+    actor: str = Field(
+        default="dagster:promote_champion_when_gates_pass", description="who/what moves the alias"
+    )
     reason: str = Field(default="all gate checks passed", description="why (recorded in the registry)")
 
 
 @dg.asset(group_name="promotion", deps=["champion_model"], kinds={"mlflow"})
 def production_model(
-    context: dg.AssetExecutionContext, config: PromotionConfig, mlflow: MlflowResource, storage: StorageResource
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    mlflow: MlflowResource,
+    storage: StorageResource,
 ) -> dg.MaterializeResult:
     """Moves `Production` to the gated champion version, records the move, refreshes the API's local copy."""
     uri, name = mlflow.uri(), mlflow.model_name
@@ -28,7 +33,9 @@ def production_model(
     else:
         move = registry.promote(uri, name, config.version, actor=config.actor, reason=config.reason)
         moved, from_version = True, move.from_version
-        context.log.info(f"{name}@{PRODUCTION_ALIAS}: {move.from_version} -> {move.to_version} ({config.reason})")
+        context.log.info(
+            f"{name}@{PRODUCTION_ALIAS}: {move.from_version} -> {move.to_version} ({config.reason})"
+        )
     copy_dir = registry.export_local_copy(
         f"models:/{name}@{PRODUCTION_ALIAS}", storage.root_path() / "models" / "production", tracking_uri=uri
     )

@@ -60,7 +60,9 @@ def decide(instance: dg.DagsterInstance, entry: dg.EventLogEntry) -> Decision:
     if failed or missing:
         parts = [f"failed gates: {', '.join(failed)}"] if failed else []
         parts += [f"gates not evaluated: {', '.join(missing)}"] if missing else []
-        return Decision(False, skip_reason=f"Production unchanged for {model_name} v{version}: " + "; ".join(parts))
+        return Decision(
+            False, skip_reason=f"Production unchanged for {model_name} v{version}: " + "; ".join(parts)
+        )
     request = dg.RunRequest(
         run_key=f"promote-{model_name}-v{version}",
         run_config={
@@ -91,7 +93,9 @@ def promote_champion_when_gates_pass(context: dg.MultiAssetSensorEvaluationConte
     for record in context.materialization_records_for_key(CHAMPION, limit=25):
         decision = decide(context.instance, record.event_log_entry)
         if decision.pending:
-            skips.append(f"gates of run {record.event_log_entry.run_id} still running: decided on a later tick")
+            skips.append(
+                f"gates of run {record.event_log_entry.run_id} still running: decided on a later tick"
+            )
             break
         context.advance_cursor({CHAMPION: record})
         if decision.run_request is not None:

@@ -15,9 +15,15 @@ from market_master.lib.training import TrainingConfig, TrainingResult, train_can
 
 
 class TrainingAssetConfig(dg.Config):
-    window_days: int = Field(default=240, description="trading days of feature_table to train, select and test on")
-    end: str | None = Field(default=None, description="last hour (partition key) of the window; default: latest stored")
-    label_method: str = Field(default="session_volatility", description="quantile | volatility | session_volatility")
+    window_days: int = Field(
+        default=240, description="trading days of feature_table to train, select and test on"
+    )
+    end: str | None = Field(
+        default=None, description="last hour (partition key) of the window; default: latest stored"
+    )
+    label_method: str = Field(
+        default="session_volatility", description="quantile | volatility | session_volatility"
+    )
     valid_fraction: float = Field(default=0.25, description="share of hours for model selection")
     test_fraction: float = Field(default=0.25, description="held-out share of hours the gates judge on")
     embargo_bars: int = 7
@@ -29,7 +35,9 @@ class TrainingAssetConfig(dg.Config):
 def training_window(store, config: TrainingAssetConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
     end_key = config.end or store.latest_key("feature_table")
     if end_key is None:
-        raise dg.Failure("feature_table has no stored partitions: materialize hourly_bars and feature_table first")
+        raise dg.Failure(
+            "feature_table has no stored partitions: materialize hourly_bars and feature_table first"
+        )
     end = calendar.key_to_timestamp(end_key)
     sessions = calendar.sessions_between(end - pd.Timedelta(days=int(config.window_days * 1.6) + 10), end)
     start_day = sessions[-config.window_days] if len(sessions) >= config.window_days else sessions[0]
@@ -43,7 +51,9 @@ def candidate_models(
     """All candidates + baselines trained on one time split; labels fitted on the training window only."""
     store = storage.partitions()
     start, end = training_window(store, config)
-    features = store.read_between("feature_table", start, end).sort_values(["symbol", "timestamp"], ignore_index=True)
+    features = store.read_between("feature_table", start, end).sort_values(
+        ["symbol", "timestamp"], ignore_index=True
+    )
     if features.empty:
         raise dg.Failure(f"no feature_table rows between {start} and {end}")
     # Rows stored as warm-up stay warm-up; a window that starts mid-history begins warm-up free.
@@ -85,7 +95,21 @@ def candidate_models(
 
 
 def _metrics_md(table: pd.DataFrame) -> str:
-    cols = [c for c in ("kind", "macro_f1", "accuracy", "log_loss", "ic", "ic_z", "fit_time_s", "model_size_mb", "latency_p99_ms") if c in table.columns]
+    cols = [
+        c
+        for c in (
+            "kind",
+            "macro_f1",
+            "accuracy",
+            "log_loss",
+            "ic",
+            "ic_z",
+            "fit_time_s",
+            "model_size_mb",
+            "latency_p99_ms",
+        )
+        if c in table.columns
+    ]
     return table[cols].sort_values("macro_f1", ascending=False).round(4).astype(str).to_markdown()
 
 
@@ -136,7 +160,11 @@ def champion_model(
             "macro_f1": float(m["macro_f1"]),
             "accuracy": float(m["accuracy"]),
             **(
-                {"test_macro_f1": float(candidate_models.test_metrics[candidate_models.champion_name]["macro_f1"])}
+                {
+                    "test_macro_f1": float(
+                        candidate_models.test_metrics[candidate_models.champion_name]["macro_f1"]
+                    )
+                }
                 if candidate_models.has_test
                 else {}
             ),

@@ -30,13 +30,19 @@ GATE_NAMES = (
 class GateSettings(dg.ConfigurableResource):
     """Gate thresholds (defaults documented in docs/gates_and_promotion.md)."""
 
-    baseline_margin: float = Field(default=0.01, description="macro-F1 the champion must add over the best baseline")
+    baseline_margin: float = Field(
+        default=0.01, description="macro-F1 the champion must add over the best baseline"
+    )
     min_z: float = Field(default=2.0, description="... and that margin in bootstrap standard errors")
     min_ic_z: float = Field(default=2.0, description="directional skill: information-coefficient z")
-    production_tolerance: float = Field(default=-0.005, description="champion - Production macro-F1 must be >= this")
+    production_tolerance: float = Field(
+        default=-0.005, description="champion - Production macro-F1 must be >= this"
+    )
     psi_threshold: float = 0.2
     max_drifted_share: float = 0.5
-    drift_window_days: int = Field(default=5, description="latest trading days compared with the training window")
+    drift_window_days: int = Field(
+        default=5, description="latest trading days compared with the training window"
+    )
     latency_slo_ms: float = 5.0
 
 
@@ -65,16 +71,36 @@ def _judged(record: ChampionRecord) -> tuple[str, dict, dict, float]:
     biased upward. Without a test segment (test_fraction=0) the validation numbers, labelled as such."""
     r = record.result
     if r.has_test:
-        return "test", r.test_metrics[r.champion_name], r.test_metrics[r.test_best_baseline_name], float(r.test_margin_se)
+        return (
+            "test",
+            r.test_metrics[r.champion_name],
+            r.test_metrics[r.test_best_baseline_name],
+            float(r.test_margin_se),
+        )
     table = r.table()
-    return "validation", table.loc[r.champion_name].to_dict(), table.loc[r.best_baseline_name].to_dict(), float(r.margin_se)
+    return (
+        "validation",
+        table.loc[r.champion_name].to_dict(),
+        table.loc[r.best_baseline_name].to_dict(),
+        float(r.margin_se),
+    )
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="macro-F1 beats the best baseline on the held-out test segment")
-def champion_beats_baseline(champion_model: ChampionRecord, gate_settings: GateSettings) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset="champion_model",
+    blocking=True,
+    description="macro-F1 beats the best baseline on the held-out test segment",
+)
+def champion_beats_baseline(
+    champion_model: ChampionRecord, gate_settings: GateSettings
+) -> dg.AssetCheckResult:
     segment, champ, base, se = _judged(champion_model)
     gate = gates.champion_beats_baseline(
-        float(champ["macro_f1"]), float(base["macro_f1"]), margin=gate_settings.baseline_margin, bootstrap_se=se, min_z=gate_settings.min_z
+        float(champ["macro_f1"]),
+        float(base["macro_f1"]),
+        margin=gate_settings.baseline_margin,
+        bootstrap_se=se,
+        min_z=gate_settings.min_z,
     )
     gate.metadata.update({"segment": segment, "best_baseline": _best_baseline_name(champion_model, segment)})
     return _result(gate)
@@ -85,14 +111,22 @@ def _best_baseline_name(record: ChampionRecord, segment: str) -> str:
     return str(r.test_best_baseline_name if segment == "test" else r.best_baseline_name)
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="expected score predicts the sign of the move (hour-clustered IC)")
-def champion_has_directional_skill(champion_model: ChampionRecord, gate_settings: GateSettings) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset="champion_model",
+    blocking=True,
+    description="expected score predicts the sign of the move (hour-clustered IC)",
+)
+def champion_has_directional_skill(
+    champion_model: ChampionRecord, gate_settings: GateSettings
+) -> dg.AssetCheckResult:
     segment, champ, _, _ = _judged(champion_model)
     # rows of one hour share the market factor: the z is computed over per-hour ICs, not over rows
     gate = gates.champion_has_directional_skill(
         float(champ["ic_hour_mean"]), float(champ["ic_hour_z"]), min_z=gate_settings.min_ic_z
     )
-    gate.metadata.update({"segment": segment, "ic_rows": float(champ["ic"]), "ic_rows_z": float(champ["ic_z"])})
+    gate.metadata.update(
+        {"segment": segment, "ic_rows": float(champ["ic"]), "ic_rows_z": float(champ["ic_z"])}
+    )
     return _result(gate)
 
 
@@ -104,9 +138,14 @@ def _segment_features(storage: StorageResource, record: ChampionRecord) -> pd.Da
     return v[["symbol", "timestamp", "label"]].merge(feats, on=["symbol", "timestamp"], how="left")
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="not worse than Production on the same window")
+@dg.asset_check(
+    asset="champion_model", blocking=True, description="not worse than Production on the same window"
+)
 def champion_not_worse_than_production(
-    champion_model: ChampionRecord, mlflow: MlflowResource, storage: StorageResource, gate_settings: GateSettings
+    champion_model: ChampionRecord,
+    mlflow: MlflowResource,
+    storage: StorageResource,
+    gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
     prod_version = registry.get_alias_version(mlflow.uri(), mlflow.model_name, "Production")
     segment, champ, _, _ = _judged(champion_model)
@@ -117,14 +156,20 @@ def champion_not_worse_than_production(
         frame = _segment_features(storage, champion_model)
         prod = load_component_model(f"models:/{mlflow.model_name}/{prod_version}", mlflow.uri())
         pred = prod.decide(prod.predict_proba(frame))
-        prod_f1 = float(f1_score(frame["label"], pred, average="macro", labels=list(range(5)), zero_division=0))
+        prod_f1 = float(
+            f1_score(frame["label"], pred, average="macro", labels=list(range(5)), zero_division=0)
+        )
         meta_extra |= {"production_version": prod_version, "rows": len(frame)}
-    gate = gates.champion_not_worse_than_production(champ_f1, prod_f1, tolerance=gate_settings.production_tolerance)
+    gate = gates.champion_not_worse_than_production(
+        champ_f1, prod_f1, tolerance=gate_settings.production_tolerance
+    )
     gate.metadata.update(meta_extra)
     return _result(gate)
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="PSI drift: training window vs latest window")
+@dg.asset_check(
+    asset="champion_model", blocking=True, description="PSI drift: training window vs latest window"
+)
 def feature_drift_is_below_limit(
     champion_model: ChampionRecord, storage: StorageResource, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
@@ -141,7 +186,13 @@ def feature_drift_is_below_limit(
         psi_threshold=gate_settings.psi_threshold,
         max_drifted_share=gate_settings.max_drifted_share,
     )
-    gate.metadata.update({"reference_rows": len(reference), "current_rows": len(current), "current_window": f"{start} .. {end}"})
+    gate.metadata.update(
+        {
+            "reference_rows": len(reference),
+            "current_rows": len(current),
+            "current_window": f"{start} .. {end}",
+        }
+    )
     return _result(gate)
 
 
