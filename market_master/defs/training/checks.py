@@ -8,7 +8,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from sklearn.metrics import f1_score
 
 from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.defs.training.assets import ChampionRecord
@@ -16,6 +15,7 @@ from market_master.defs.windows import latest_window
 from market_master.lib import gates, registry
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.model import load_component_model
+from market_master.lib.training import macro_f1
 
 GATE_NAMES = (
     "champion_beats_baseline",
@@ -156,9 +156,7 @@ def champion_not_worse_than_production(
         frame = _segment_features(storage, champion_model)
         prod = load_component_model(f"models:/{mlflow.model_name}/{prod_version}", mlflow.uri())
         pred = prod.decide(prod.predict_proba(frame))
-        prod_f1 = float(
-            f1_score(frame["label"], pred, average="macro", labels=list(range(5)), zero_division=0)
-        )
+        prod_f1 = macro_f1(frame["label"].to_numpy(), pred)
         meta_extra |= {"production_version": prod_version, "rows": len(frame)}
     gate = gates.champion_not_worse_than_production(
         champ_f1, prod_f1, tolerance=gate_settings.production_tolerance
