@@ -60,8 +60,11 @@ class PartitionStore:
             raise
         return target
 
-    def write_many(self, asset: str, df: pd.DataFrame, key_column: str) -> list[str]:
-        """Split `df` by `key_column` and write each group as its own slice.
+    def write_many(
+        self, asset: str, df: pd.DataFrame, key_column: str, all_keys: Iterable[str] | None = None
+    ) -> list[str]:
+        """Split `df` by `key_column` and write each group as its own slice; with `all_keys`, every one of
+        those keys without rows gets an empty slice too (a range write is then whole and idempotent).
 
         The key column may hold partition keys (str) or bar-start timestamps (turned into keys).
         Returns the keys written, sorted.
@@ -77,9 +80,13 @@ class PartitionStore:
             keys = values.astype(str)
         written = []
         for key, group in df.groupby(keys, sort=True):
-            self.write(asset, str(key), group)
+            self.write(asset, str(key), group.reset_index(drop=True))
             written.append(str(key))
-        return written
+        empty = df.iloc[0:0]
+        for key in sorted(set(all_keys or ()) - set(written)):
+            self.write(asset, key, empty)
+            written.append(key)
+        return sorted(written)
 
     def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
         """Concatenate the slices of `keys` (sorted by symbol, timestamp when the slices have them);

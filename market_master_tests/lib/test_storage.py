@@ -82,3 +82,15 @@ def test_missing_partition_and_bad_asset_are_precise(tmp_path):
         store.read("raw_bars", ["2024-01-02-09:30"])
     with pytest.raises(ValueError, match="invalid asset"):
         store.write("../x", "k", pd.DataFrame({"a": [1]}))
+
+
+def test_write_many_with_all_keys_writes_empty_slices_for_keys_without_rows(tmp_path):
+    store = PartitionStore(tmp_path)
+    ts = pd.Timestamp("2024-03-05 10:30", tz="America/New_York")
+    df = pd.DataFrame({"symbol": ["AAPL"], "timestamp": [ts], "close": [1.0]})
+    keys = ["2024-03-05-09:30", "2024-03-05-10:30", "2024-07-04-10:30"]
+    assert store.write_many("x", df, "timestamp", all_keys=keys) == sorted(keys)
+    assert store.keys("x") == sorted(keys)
+    assert len(store.read("x", ["2024-03-05-10:30"])) == 1
+    assert store.read("x", ["2024-07-04-10:30"]).empty
+    assert store.latest_key("x", nonempty=True) == "2024-03-05-10:30"

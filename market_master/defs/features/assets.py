@@ -47,11 +47,7 @@ def feature_table(
         )
     features = compute_features(bars, FeatureConfig(warmup=config.warmup))
     in_range = features[(features["timestamp"] >= start) & (features["timestamp"] <= end)]
-    row_keys = in_range["timestamp"].dt.strftime(calendar.PARTITION_FMT)
-    grouped = dict(tuple(in_range.groupby(row_keys, sort=False)))
-    empty = in_range.iloc[0:0]
-    for key in keys:
-        store.write("feature_table", key, grouped.get(key, empty).reset_index(drop=True))
+    store.write_many("feature_table", in_range, "timestamp", all_keys=keys)
     n_warm = int(in_range["warmup"].sum())
     return dg.MaterializeResult(
         metadata={

@@ -25,14 +25,6 @@ def _trading_hours(keys: list[str]) -> list[pd.Timestamp]:
     return [t for t in stamps if calendar.is_trading_bar(t)]
 
 
-def _write_by_hour(store, asset: str, frame: pd.DataFrame, keys: list[str], hour_column: str) -> None:
-    row_keys = frame[hour_column].dt.strftime(calendar.PARTITION_FMT) if len(frame) else pd.Series(dtype=str)
-    grouped = dict(tuple(frame.groupby(row_keys, sort=False))) if len(frame) else {}
-    empty = frame.iloc[0:0]
-    for key in keys:
-        store.write(asset, key, grouped.get(key, empty).reset_index(drop=True))
-
-
 @dg.asset(
     group_name="inference",
     partitions_def=hourly_partitions,
@@ -56,7 +48,7 @@ def component_predictions(
     if features.empty and hours:
         raise dg.Failure(f"no feature_table rows between {start} and {end}: materialize feature_table first")
     predictions = predict_hours(features, model, hours=hours, universe=market_data.symbols, model_info=info)
-    _write_by_hour(store, "component_predictions", predictions, keys, "hour")
+    store.write_many("component_predictions", predictions, "hour", all_keys=keys)
     status_counts = predictions["status"].value_counts().to_dict() if len(predictions) else {}
     last = predictions[predictions["hour"] == predictions["hour"].max()] if len(predictions) else predictions
     return dg.MaterializeResult(
@@ -107,7 +99,7 @@ def index_signal(
         signal["universe"] = config.universe
         signal["weights_as_of"] = [as_of_at(h) for h in signal["hour"]]
         signal["weights_json"] = [json.dumps(weights_at(h), sort_keys=True) for h in signal["hour"]]
-    _write_by_hour(store, "index_signal", signal, keys, "hour")
+    store.write_many("index_signal", signal, "hour", all_keys=keys)
     run_id = None
     if config.log_to_mlflow and len(signal):
         run_id = log_index_signal(

@@ -114,14 +114,11 @@ def hourly_bars(
     if len(quarantined):
         quarantine_path = storage.path("quarantine", "hourly_bars", f"{keys[0]}__{keys[-1]}.parquet")
         quarantined.to_parquet(quarantine_path)
-    grouped = dict(tuple(bars[in_range].groupby(row_keys[in_range], sort=False)))
-    empty = bars.iloc[0:0]
-    non_trading = []
-    for key in keys:
-        part = grouped.get(key, empty)
-        if part.empty and not calendar.is_trading_bar(calendar.key_to_timestamp(key)):
-            non_trading.append(key)
-        store.write("hourly_bars", key, part.reset_index(drop=True))
+    store.write_many("hourly_bars", bars[in_range], "timestamp", all_keys=keys)
+    with_rows = set(row_keys[in_range])
+    non_trading = [
+        k for k in keys if k not in with_rows and not calendar.is_trading_bar(calendar.key_to_timestamp(k))
+    ]
     outcomes = run_bar_checks(bars, expected_symbols=symbols)
     context.log.info(f"hourly_bars: {len(bars)} bars, {len(keys)} partitions ({keys[0]} .. {keys[-1]})")
     return dg.MaterializeResult(
