@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.bar_windows import calendar_bar_start_list
 from api.errors import install_error_handlers
 from api.inference import PredictBatcher
 from api.model_service import ModelService
 from api.routes import admin, health, predict, signal
 from api.settings import Settings, get_settings
 from api.store_service import StoreService
-from api.windows import calendar_bar_start_list
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from market_master.lib.mlflow_adapter import MlflowAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -55,29 +57,6 @@ class ReloadOutcome:
     error: str | None = None
 
 
-def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
-    """`lib.model.load_component_model` on a local copy of the artifacts.
-
-    Registry URIs are downloaded against `tracking_uri` explicitly (no process-global MLflow URI is set);
-    the ComponentModel is loaded into memory, so the temporary copy is deleted afterwards.
-    """
-    from market_master.lib.model import load_component_model
-
-    if tracking_uri is None or not model_uri.startswith(("models:/", "runs:/")):
-        return load_component_model(model_uri)
-    import mlflow
-
-    from market_master.lib.model import resolve_model_uri
-
-    # resolve models:/ against OUR tracking URI first: download_artifacts would look a models:/ URI up in
-    # MLflow's process-global registry, which this process never sets
-    with tempfile.TemporaryDirectory(prefix="mm-api-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=resolve_model_uri(model_uri, tracking_uri), dst_path=tmp, tracking_uri=tracking_uri
-        )
-        return load_component_model(local)
-
-
 def _model_symbols(model: Any) -> frozenset[str]:
     """Symbols the model was trained on (empty if the model does not say)."""
     for attr in ("symbols", "trained_symbols"):
@@ -116,28 +95,35 @@ class ModelService:
         return self._served
 
     # ---- loading ---------------------------------------------------------------------------------------
+    def _adapter(self, model_name: str | None = None) -> MlflowAdapter:
+        """The MLflow adapter on the tracking URI of the CURRENT settings (explicit, never MLflow's
+        process-global URI); `model_name` from the served URI."""
+        from market_master import settings as mm_settings
+        from market_master.lib.mlflow_adapter import MlflowAdapter
+
+        return MlflowAdapter(self.settings.tracking_uri, model_name=model_name or mm_settings.MODEL_NAME)
+
     def _load_from_uri(self) -> ServedModel:
         """Resolve `settings.model_uri` (alias -> version) and load that exact version from the registry."""
-        from market_master.lib import registry
+        from market_master.lib.mlflow_adapter import parse_model_uri
 
         uri = self.settings.model_uri
-        tracking = self.settings.tracking_uri
         if not uri.startswith("models:/"):
-            model = _load_model(uri, tracking)
+            model = self._adapter().load_model_uri(uri)
             return self._served_model(model, str(getattr(model, "name", None) or uri), None, None, "uri", uri)
-        name, version, alias = registry.parse_model_uri(uri)
-        registry.check_registry_reachable(tracking)
+        name, version, alias = parse_model_uri(uri)
+        adapter = self._adapter(name)
+        adapter.check_reachable()
         if alias is not None:
-            version = registry.require_alias_version(tracking, name, alias)
-        pinned = f"models:/{name}/{version}"
-        model = _load_model(pinned, tracking)
-        return self._served_model(model, name, str(version), alias, "registry", pinned)
+            version = adapter.require_alias_version(alias)
+        model = adapter.load_model(version)
+        return self._served_model(model, name, str(version), alias, "registry", adapter.model_uri(version))
 
     def _load_local_copy(self, reason: str) -> ServedModel:
-        from market_master.lib import registry
+        from market_master.lib.mlflow_adapter import load_model_dir, read_local_copy_info
 
-        info = registry.read_local_copy_info(self.settings.local_model_dir)
-        model = _load_model(str(info.model_dir), None)
+        info = read_local_copy_info(self.settings.local_model_dir)
+        model = load_model_dir(info.model_dir)
         warning = (
             f"SERVING THE LOCAL FALLBACK COPY {info.model_dir} ({info.name} version {info.version}, exported "
             f"{info.exported_at.isoformat()}), NOT THE REGISTRY: {reason}"
@@ -204,19 +190,19 @@ class ModelService:
 
     def _needs_load(self) -> bool:
         """True when the alias points elsewhere than what is served (or we serve a fallback / nothing)."""
-        from market_master.lib import registry
+        from market_master.lib.mlflow_adapter import parse_model_uri
 
         served = self._served
         if served is None or served.source != "registry":
             return True
         if not self.settings.model_uri.startswith("models:/"):
             return False
-        name, _, alias = registry.parse_model_uri(self.settings.model_uri)
+        name, _, alias = parse_model_uri(self.settings.model_uri)
         if alias is None:
             return False
-        tracking = self.settings.tracking_uri
-        registry.check_registry_reachable(tracking)
-        return registry.require_alias_version(tracking, name, alias) != served.version
+        adapter = self._adapter(name)
+        adapter.check_reachable()
+        return adapter.require_alias_version(alias) != served.version
 
     def reload(self, force: bool = False) -> ReloadOutcome:
         """Re-resolve the alias and swap in the new version if it moved. The old model serves meanwhile.

@@ -12,8 +12,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from market_master import settings as mm_settings
+from market_master.lib.aliases import PRODUCTION_ALIAS
 
-DEFAULT_ALIAS = "Production"
+DEFAULT_ALIAS = PRODUCTION_ALIAS
 
 
 class Settings(BaseModel):

@@ -12,26 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 HOURLY_BARS = "hourly_bars"
 COMPONENT_PREDICTIONS = "component_predictions"
 INDEX_SIGNAL = "index_signal"
 _SETTLE_NS = 2_000_000_000
-
-
-@dataclass(frozen=True)
-class SymbolHistory:
-    """The latest stored bars of one symbol (canonical columns, oldest first)."""
-
-    symbol: str
-    bars: pd.DataFrame
-    latest_key: str
-
-    @property
-    def timestamps_ns(self) -> np.ndarray:
-        return self.bars["timestamp"].array.asi8 if len(self.bars) else np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)

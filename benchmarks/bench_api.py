@@ -33,13 +33,13 @@ sys.path.insert(0, str(REPO))
 def build_environment(root: Path) -> tuple[str, list[dict]]:
     """Train + register + promote a LogReg champion and store the last 30 hours; returns (tracking URI,
     one 20-bar request window)."""
-    from market_master.lib import registry
+    from market_master.lib.aliases import PRODUCTION_ALIAS
     from market_master.lib.features import compute_features
+    from market_master.lib.mlflow_adapter import MlflowAdapter
     from market_master.lib.prediction import ModelInfo, predict_hours
     from market_master.lib.signal import compute_wss
     from market_master.lib.sources.synthetic import SyntheticSource
     from market_master.lib.storage import PartitionStore
-    from market_master.lib.tracking import log_training
     from market_master.lib.training import TrainingConfig, train_candidates
     from market_master.lib.weights import DEFAULT_UNIVERSE, EMBEDDED_AS_OF, embedded_top10
     from market_master.settings import MODEL_NAME
@@ -52,12 +52,15 @@ def build_environment(root: Path) -> tuple[str, list[dict]]:
     hours = pd.DatetimeIndex(feats["timestamp"].unique()).sort_values()
     train = feats[feats["timestamp"] < hours[-30]].reset_index(drop=True)
     result = train_candidates(train, TrainingConfig(candidates=("LogReg",), bootstrap_n=20, latency_rounds=1))
-    reg = log_training(result, tracking_uri=uri, artifact_location=(root / "mlflow" / "artifacts").as_uri())
-    registry.promote(uri, MODEL_NAME, str(reg.version), actor="bench", reason="benchmark")
+    adapter = MlflowAdapter(
+        uri, model_name=MODEL_NAME, artifact_location=(root / "mlflow" / "artifacts").as_uri()
+    )
+    reg = adapter.log_training(result)
+    adapter.promote(reg.version, actor="bench", reason="benchmark")
     store = PartitionStore(root / "partitions")
     store.write_many("hourly_bars", bars[bars["timestamp"].isin(hours[-30:])], "timestamp")
     preds = predict_hours(feats, result.champion, hours=hours[-3:], universe=universe,
-                          model_info=ModelInfo(MODEL_NAME, str(reg.version), "Production"))  # fmt: skip
+                          model_info=ModelInfo(MODEL_NAME, str(reg.version), PRODUCTION_ALIAS))  # fmt: skip
     store.write_many("component_predictions", preds, "hour")
     signal = compute_wss(preds, embedded_top10().weights)
     signal["universe"], signal["weights_as_of"] = "qqq", str(EMBEDDED_AS_OF)

@@ -16,8 +16,8 @@ import warnings
 
 import dagster as dg
 
-from market_master.definitions import build_definitions
-from market_master.defs.resources import MarketDataResource, StorageResource
+from market_master.definitions import build_definitions, local_storage
+from market_master.defs.resources import MarketDataResource
 
 warnings.filterwarnings("ignore")
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -28,7 +28,7 @@ def run(n_symbols: int, start: str, end: str, persistent: bool) -> tuple[float, 
         defs = build_definitions(
             {
                 "market_data": MarketDataResource(symbols=[f"S{i:03d}" for i in range(n_symbols)]),
-                "storage": StorageResource(root=tmp),
+                **local_storage(tmp),
             }
         )
         job = defs.resolve_job_def("ingest_job")

@@ -26,21 +26,6 @@ log = logging.getLogger("market_master")
 INDEX_PROXIES = {"QQQ"}  # an index ETF's own CSV is the backtest proxy, not a constituent
 
 
-def dagster_home() -> Path:
-    """DAGSTER_HOME (default data/dagster): persistent so `make dagster` shows what `make run` did."""
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_root() / "dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-def _range_tags(first_key: str, last_key: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first_key, "dagster/asset_partition_range_end": last_key}
-
-
 def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     from market_master.lib import calendar
 
@@ -50,13 +35,13 @@ def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     else:
         now = pd.Timestamp.now(tz=calendar.TZ)
     end = calendar.last_completed_bar(now)
-    sessions = calendar.sessions_between(end - pd.Timedelta(days=int(args.days * 1.6) + 10), end)
-    if len(sessions) < args.days:
-        raise SystemExit(f"calendar has only {len(sessions)} sessions before {end}")
-    days = sessions[-args.days :]
-    first = calendar.trading_bars(days[0].date(), days[0].date())[0]
-    signal_first_day = days[-args.signal_days]
-    signal_first = calendar.trading_bars(signal_first_day.date(), signal_first_day.date())[0]
+    start, _ = calendar.last_sessions_window(end, args.days)
+    days = calendar.sessions_between(start, end)
+    if len(days) < args.days:
+        raise SystemExit(f"calendar has only {len(days)} sessions before {end}")
+    signal_start, _ = calendar.last_sessions_window(end, args.signal_days)
+    first = calendar.trading_bars(start, end)[0]
+    signal_first = calendar.trading_bars(signal_start, end)[0]
     train_end = calendar.previous_bar_start(signal_first)
     return (
         end,
@@ -67,18 +52,9 @@ def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     )
 
 
-def cmd_run(args) -> int:
-    import dagster as dg
-
-    from market_master.definitions import build_definitions
-    from market_master.defs.promotion.sensors import gate_evaluations, promote_champion_when_gates_pass
+def _market_resource(args):
     from market_master.defs.resources import MarketDataResource
-    from market_master.defs.training.checks import GATE_NAMES
-    from market_master.lib import calendar, registry
-    from market_master.lib.storage import PartitionStore
 
-    t0 = time.perf_counter()
-    home = dagster_home()
     symbols = args.symbols.split(",") if args.symbols else None
     if args.source == "csv" and not args.csv_dir:
         raise SystemExit("--source csv needs --csv-dir")
@@ -86,110 +62,63 @@ def cmd_run(args) -> int:
         from market_master.lib.sources.csv_source import CsvSource
 
         symbols = [s for s in CsvSource(args.csv_dir).available_symbols() if s not in INDEX_PROXIES]
-    market = MarketDataResource(
+    return MarketDataResource(
         source=args.source,
         seed=args.seed,
         predictability=args.predictability,
         csv_dir=str(Path(args.csv_dir).resolve()) if args.csv_dir else None,
         **({"symbols": symbols} if symbols else {}),
     )
-    defs = build_definitions({"market_data": market})
-    instance = dg.DagsterInstance.get()
-    end, days, first_key, train_end_key, signal_first_key = _windows(args)
-    last_key = calendar.partition_key(end)
-    print(
-        f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
-        f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}"
-    )
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if not args.verbose else {}
 
-    def run(job_name: str, allow_failed_checks: bool = False, **kw):
-        t = time.perf_counter()
-        kw["run_config"] = {**quiet, **(kw.get("run_config") or {})}
-        res = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kw)
-        print(
-            f"      {job_name}: run {res.run_id[:8]} {'succeeded' if res.success else 'FAILED'} in {time.perf_counter() - t:.1f} s"
-        )
-        failed_steps = {e.step_key for e in res.all_events if e.is_step_failure}
-        if (
-            not res.success
-            and allow_failed_checks
-            and failed_steps
-            and all(k.startswith("champion_model_") for k in failed_steps)
-        ):
-            return res  # a failed blocking gate fails its run by design; the sensor reads the verdicts
-        if not res.success:
-            failures = [e.message for e in res.all_events if e.is_failure]
-            raise SystemExit(f"{job_name} failed (run {res.run_id}):\n  " + "\n  ".join(failures[-3:]))
-        return res
+def _retrain_config(args, train_end_key: str) -> dict:
+    training = {"window_days": args.days - args.signal_days, "end": train_end_key}
+    if args.candidates:
+        training["candidates"] = args.candidates.split(",")
+    ops: dict = {"candidate_models": {"config": training}}
+    if args.holdings:
+        ops["index_weights"] = {"config": {"holdings_csv": str(Path(args.holdings).resolve())}}
+    return {"ops": ops}
 
-    print(f"[1/6] ingest + quality checks + features (single run over {first_key} .. {last_key}) ...")
-    run("ingest_job", tags=_range_tags(first_key, last_key))
-    print(
-        f"[2/6] weights + pooled training on {args.days - args.signal_days} days up to {train_end_key} + gates ..."
-    )
-    holdings = {"config": {"holdings_csv": str(Path(args.holdings).resolve())}} if args.holdings else {}
-    res = run(
-        "retrain_job",
-        allow_failed_checks=True,
-        run_config={
-            "ops": {
-                "candidate_models": {
-                    "config": {
-                        "window_days": args.days - args.signal_days,
-                        "end": train_end_key,
-                        **({"candidates": args.candidates.split(",")} if args.candidates else {}),
-                    }
-                },
-                **({"index_weights": holdings} if holdings else {}),
-            }
-        },
-    )
-    evaluations = gate_evaluations(instance, res.run_id)
-    champion = res.asset_materializations_for_node("champion_model")[0].metadata
-    version = str(champion["model_version"].value)
+
+def _print_champion_and_gates(runner, result) -> None:
+    from market_master.defs.promotion.verdicts import gate_verdicts
+    from market_master.defs.training.checks import GATE_NAMES
+
+    champion = result.asset_materializations_for_node("champion_model")[0].metadata
     test_f1 = f", held-out test {champion['test_macro_f1'].value:.4f}" if "test_macro_f1" in champion else ""
     print(
-        f"      champion {champion['champion'].value} v{version}: validation macro-F1 {champion['macro_f1'].value:.4f}"
-        f"{test_f1} (alias Staging)"
+        f"      champion {champion['champion'].value} v{champion['model_version'].value}: validation macro-F1 "
+        f"{champion['macro_f1'].value:.4f}{test_f1} (alias Staging)"
     )
+    verdicts = gate_verdicts(runner.instance, result.run_id)
     for gate in GATE_NAMES:
-        ev = evaluations.get(gate)
-        verdict = "not evaluated" if ev is None else ("PASS" if ev.passed else "FAIL")
-        reason = ev.metadata["reason"].value if ev is not None and "reason" in ev.metadata else ""
-        print(f"      gate {gate:<36} {verdict:<5} {reason}")
-    print("[3/6] promotion sensor tick ...")
-    uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
-    before = registry.get_alias_version(uri, name, "Production")
-    # The daemon keeps the sensor's cursor in the instance; this one-shot tick keeps it in DAGSTER_HOME so
-    # each champion materialization is decided once.
-    cursor_file = home / "promote_champion_when_gates_pass.cursor"
-    ctx = dg.build_multi_asset_sensor_context(
-        monitored_assets=[dg.AssetKey("champion_model")],
-        instance=instance,
-        definitions=defs,
-        cursor=cursor_file.read_text() if cursor_file.exists() else None,
-    )
-    tick = promote_champion_when_gates_pass.evaluate_tick(ctx)
-    if tick.cursor:
-        cursor_file.write_text(tick.cursor)
+        verdict = {True: "PASS", False: "FAIL", None: "not evaluated"}[verdicts.passed.get(gate)]
+        print(f"      gate {gate:<36} {verdict:<5} {verdicts.reasons.get(gate, '')}")
+
+
+def _promote_if_gates_pass(runner) -> str | None:
+    """Tick the promotion sensor; run what it requests. Returns the Production version afterwards."""
+    from market_master.lib.aliases import PRODUCTION_ALIAS
+    from market_master.lib.mlflow_adapter import MlflowAdapter
+
+    adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
+    before = adapter.alias_version(PRODUCTION_ALIAS)
+    tick = runner.tick_promotion_sensor()
     if tick.run_requests:
-        req = tick.run_requests[0]
-        run("promote_job", run_config=req.run_config, tags={**req.tags, "dagster/run_key": req.run_key})
-        after = registry.get_alias_version(uri, name, "Production")
+        runner.run_request(tick.run_requests[0])
+        after = adapter.alias_version(PRODUCTION_ALIAS)
         print(f"      Production: {before or '(unset)'} -> v{after}")
-    else:
-        print(f"      sensor skipped: {tick.skip_message}")
-        print(f"      Production stays at {('v' + before) if before else '(unset)'}")
-        if before is None:
-            print("No Production model: no signal can be produced. See the failed gates above.")
-            return 2
-    print(f"[4/6] predictions + WSS signal with {name}@Production over {signal_first_key} .. {last_key} ...")
-    run("inference_job", tags=_range_tags(signal_first_key, last_key))
-    print("[5/6] monitoring (Evidently drift + classification quality) + out-of-sample backtest ...")
-    mon = run("monitoring_job")
-    print("[6/6] latest signal")
+        return after
+    print(f"      sensor skipped: {tick.skip_message}")
+    print(f"      Production stays at {('v' + before) if before else '(unset)'}")
+    return before
+
+
+def _print_latest_signal(monitoring_result) -> None:
+    from market_master.lib import calendar
+    from market_master.lib.storage import PartitionStore
+
     store = PartitionStore(settings.data_root() / "partitions")
     key = store.latest_key("index_signal", nonempty=True)
     latest = store.read("index_signal", [key]).iloc[-1]
@@ -198,15 +127,56 @@ def cmd_run(args) -> int:
         f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])})"
     )
     for node in ("feature_drift_report", "classification_quality_report", "signal_backtest"):
-        mats = mon.asset_materializations_for_node(node)
+        mats = monitoring_result.asset_materializations_for_node(node)
         if mats:
-            md = mats[0].metadata
-            paths = [str(v.value) for k, v in md.items() if k in ("html", "equity_png", "wss_png")]
+            paths = [
+                str(v.value) for k, v in mats[0].metadata.items() if k in ("html", "equity_png", "wss_png")
+            ]
             print(f"      {node}: {', '.join(paths)}")
     print(
-        f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per hour),"
-        f" {settings.data_root() / 'reports' / 'signal_backtest'}"
+        f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per "
+        f"hour), {settings.data_root() / 'reports' / 'signal_backtest'}"
     )
+
+
+def cmd_run(args) -> int:
+    import dagster as dg
+
+    from market_master.definitions import build_definitions
+    from market_master.lib import calendar
+    from market_master.local_run import LocalRunner, dagster_home, range_tags
+
+    t0 = time.perf_counter()
+    home = dagster_home()
+    market = _market_resource(args)
+    runner = LocalRunner(build_definitions({"market_data": market}), dg.DagsterInstance.get(), args.verbose)
+    end, days, first_key, train_end_key, signal_first_key = _windows(args)
+    last_key = calendar.partition_key(end)
+    print(
+        f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
+        f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}"
+    )
+    print(f"[1/6] ingest + quality checks + features (single run over {first_key} .. {last_key}) ...")
+    runner.run("ingest_job", tags=range_tags(first_key, last_key))
+    print(
+        f"[2/6] weights + pooled training on {args.days - args.signal_days} days up to {train_end_key} + gates ..."
+    )
+    trained = runner.run(
+        "retrain_job", allow_failed_gates=True, run_config=_retrain_config(args, train_end_key)
+    )
+    _print_champion_and_gates(runner, trained)
+    print("[3/6] promotion sensor tick ...")
+    if _promote_if_gates_pass(runner) is None:
+        print("No Production model: no signal can be produced. See the failed gates above.")
+        return 2
+    print(
+        f"[4/6] predictions + WSS signal with {settings.MODEL_NAME}@Production over {signal_first_key} .. {last_key} ..."
+    )
+    runner.run("inference_job", tags=range_tags(signal_first_key, last_key))
+    print("[5/6] monitoring (Evidently drift + classification quality) + out-of-sample backtest ...")
+    monitored = runner.run("monitoring_job")
+    print("[6/6] latest signal")
+    _print_latest_signal(monitored)
     print(
         f"Done in {time.perf_counter() - t0:.0f} s. UIs: `make dagster` (assets, checks, runs), `make mlflow-ui` "
         f"(runs, registry), `make api` (FastAPI at http://127.0.0.1:8000/docs)."
@@ -246,73 +216,39 @@ def _actor() -> str:
         return "cli"
 
 
-def cmd_promote(args) -> int:
-    from market_master.lib import registry
-
-    move = registry.promote(
-        settings.default_tracking_uri(), settings.MODEL_NAME, args.version, actor=_actor(), reason=args.reason
-    )
-    print(
-        f"{move.model_name}@{move.alias}: {move.from_version or '(unset)'} -> {move.to_version} ({move.reason})"
-    )
-    _refresh_local_copy()
-    _record_in_dagster(move)
-    return 0
-
-
-def cmd_rollback(args) -> int:
-    from market_master.lib import registry
-
-    move = registry.rollback(
-        settings.default_tracking_uri(), settings.MODEL_NAME, actor=_actor(), reason=args.reason
-    )
-    print(
-        f"{move.model_name}@{move.alias}: {move.from_version} -> {move.to_version} (rollback: {move.reason})"
-    )
-    _refresh_local_copy()
-    _record_in_dagster(move)
-    return 0
-
-
-def _record_in_dagster(move) -> None:
-    """A manual alias move is also a production_model materialization (runless), so the asset's history
-    in the Dagster UI shows every move, not only the sensor's."""
+def _move_production(config: dict) -> int:
+    """promote / rollback: a run of promote_job, the same job the sensor requests."""
     import dagster as dg
+
+    from market_master.definitions import build_definitions
+    from market_master.local_run import LocalRunner, dagster_home
 
     dagster_home()
     with dg.DagsterInstance.get() as instance:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key="production_model",
-                description=f"{move.kind} via market-master CLI",
-                metadata={
-                    "model_name": move.model_name,
-                    "alias": move.alias,
-                    "from_version": move.from_version or "none",
-                    "to_version": str(move.to_version),
-                    "moved": True,
-                    "actor": move.actor,
-                    "reason": move.reason,
-                    "kind": move.kind,
-                },
-            )
-        )
-
-
-def _refresh_local_copy() -> None:
-    from market_master.lib import registry
-
-    registry.export_local_copy(
-        f"models:/{settings.MODEL_NAME}@Production",
-        settings.data_root() / "models" / "production",
-        tracking_uri=settings.default_tracking_uri(),
+        runner = LocalRunner(build_definitions(), instance, echo=False)
+        move = runner.move_production({"actor": _actor(), **config})
+    forced = " FORCED past failed gates" if move["forced"] else ""
+    print(
+        f"{move['model_name']}@{move['alias']}: {move['from_version']} -> {move['to_version']} "
+        f"({move['kind']}{forced}: {move['reason']}); gates: {move['gates']}"
     )
+    return 0
+
+
+def cmd_promote(args) -> int:
+    return _move_production({"version": str(args.version), "reason": args.reason, "force": args.force})
+
+
+def cmd_rollback(args) -> int:
+    return _move_production({"rollback": True, "reason": args.reason})
 
 
 def cmd_history(args) -> int:
-    from market_master.lib import registry
+    from market_master.lib.aliases import PRODUCTION_ALIAS
+    from market_master.lib.mlflow_adapter import MlflowAdapter
 
-    moves = registry.alias_history(settings.default_tracking_uri(), settings.MODEL_NAME, "Production")
+    adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
+    moves = adapter.alias_history(PRODUCTION_ALIAS)
     if not moves:
         print("no recorded Production moves")
     for m in moves:
@@ -323,11 +259,15 @@ def cmd_history(args) -> int:
 
 
 def cmd_dagster_home(args) -> int:
+    from market_master.local_run import dagster_home
+
     print(dagster_home())
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from market_master.lib.signal import DEFAULT_THRESHOLDS
+
     p = argparse.ArgumentParser(
         prog="market-master", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -360,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this model (e.g. models:/market-master-component-classifier@Production) instead of training",
     )
     b.add_argument("--cost-bps", type=float, default=1.0)
-    b.add_argument("--buy", type=float, default=0.5)
-    b.add_argument("--sell", type=float, default=-0.5)
+    b.add_argument("--buy", type=float, default=DEFAULT_THRESHOLDS.buy)
+    b.add_argument("--sell", type=float, default=DEFAULT_THRESHOLDS.sell)
     b.add_argument(
         "--no-sweep",
         action="store_true",
@@ -374,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", help="move Production to a model version")
     pr.add_argument("--version", required=True)
     pr.add_argument("--reason", required=True)
+    pr.add_argument(
+        "--force",
+        action="store_true",
+        help="promote although the version's gates failed (recorded as forced)",
+    )
     pr.set_defaults(func=cmd_promote)
     rb = sub.add_parser("rollback", help="move Production back to the version live before the current one")
     rb.add_argument("--reason", default="manual rollback")
@@ -392,6 +337,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*(beta|preview|Beta|Preview).*")
+    # mlflow warns at class definition that ComponentPyfunc.predict has no type hints (its signature is logged)
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
     for name in ("mlflow", "alembic", "evidently"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -403,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - top-level: one clear line, exit 2
-        from market_master.lib.registry import RegistryError
+        from market_master.lib.mlflow_adapter import RegistryError
+        from market_master.local_run import RunFailed
 
-        if isinstance(exc, RegistryError | ValueError | FileNotFoundError):
+        if isinstance(exc, RunFailed | RegistryError | ValueError | FileNotFoundError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

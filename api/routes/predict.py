@@ -8,13 +8,13 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from api.bar_windows import check_window, complete_from_history, history_window, window_from_request
 from api.deps import BatcherDep, PredictContextDep, ServedModelDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.inference import BarWindow
 from api.model_service import ServedModel
 from api.schemas import ComponentPredictionPublic, ErrorPublic, PredictionPublic, PredictRequest
 from api.store_service import HOURLY_BARS
-from api.windows import check_window, complete_from_history, history_window, window_from_request
 from market_master.lib.labels import CLASSES
 from market_master.lib.prediction import OK, UNKNOWN_SYMBOL, ModelInfo, NonFiniteFeaturesError
 from market_master.lib.weights import DEFAULT_UNIVERSE
@@ -33,15 +33,38 @@ def known_symbols(served: ServedModel) -> frozenset[str]:
     return served.symbols or frozenset(DEFAULT_UNIVERSE)
 
 
-def _check_symbol(symbol: str, served: ServedModel, field: str = "symbol") -> str:
+def _unknown_symbol(message: str) -> ApiError:
+    return ApiError(
+        404, "unknown_symbol", message, field="symbol", reason="not one of the model's trained symbols"
+    )
+
+
+def _check_symbol(symbol: str, served: ServedModel) -> str:
     sym = symbol.strip().upper()
     known = known_symbols(served)
     if sym not in known:
-        raise ApiError(
-            404, "unknown_symbol", f"unknown symbol {sym!r}: the served model knows {sorted(known)}",
-            field=field, reason="not one of the model's trained symbols",
-        )  # fmt: skip
+        raise _unknown_symbol(f"unknown symbol {sym!r}: the served model knows {sorted(known)}")
     return sym
+
+
+def _insufficient_history(
+    served: ServedModel,
+    have: int,
+    detail: str = "",
+    *,
+    field: str = "bars",
+    prefix: str | None = None,
+    kind: str = "bars",
+) -> ApiError:
+    """422 `insufficient_history`: the model needs warm-up + 1 `kind`, only `have` are available."""
+    needs = f"needs {served.min_bars} {kind} (warm-up {served.warmup} + 1), has {have}"
+    return ApiError(
+        422,
+        "insufficient_history",
+        f"{prefix or field}: {needs}{detail}",
+        field=field,
+        reason=f"needs {served.min_bars} bars, has {have}",
+    )
 
 
 def _info(served: ServedModel) -> ModelInfo:
@@ -50,9 +73,12 @@ def _info(served: ServedModel) -> ModelInfo:
 
 def _non_finite(exc: NonFiniteFeaturesError) -> ApiError:
     return ApiError(
-        422, "invalid_bars", f"bars: the features of the last bar are not finite (prices too extreme?): {exc}",
-        field="bars", reason="non-finite features",
-    )  # fmt: skip
+        422,
+        "invalid_bars",
+        f"bars: the features of the last bar are not finite (prices too extreme?): {exc}",
+        field="bars",
+        reason="non-finite features",
+    )
 
 
 def _predict(batcher, served: ServedModel, window: BarWindow) -> dict:
@@ -72,17 +98,11 @@ async def _predict_async(batcher, served: ServedModel, window: BarWindow) -> dic
 def _public(row: dict, served: ServedModel, window: BarWindow, **extra) -> dict:
     """The `predict_windows` row as a PredictionPublic dict; a non-ok status is an ApiError."""
     if row["status"] == UNKNOWN_SYMBOL:
-        raise ApiError(
-            404, "unknown_symbol", f"unknown symbol {row['symbol']!r}: the served model was not trained on it",
-            field="symbol", reason="not one of the model's trained symbols",
-        )  # fmt: skip
+        raise _unknown_symbol(f"unknown symbol {row['symbol']!r}: the served model was not trained on it")
     if row["status"] != OK:
-        raise ApiError(
-            422, "insufficient_history",
-            f"bars: no prediction for the last bar ({row['status']}): needs {served.min_bars} bars "
-            f"(warm-up {served.warmup} + 1), has {len(window)}",
-            field="bars", reason=f"needs {served.min_bars} bars, has {len(window)}",
-        )  # fmt: skip
+        raise _insufficient_history(
+            served, len(window), f": no prediction for the last bar ({row['status']})"
+        )
     return {
         "symbol": row["symbol"],
         "action": row["action"],
@@ -102,8 +122,10 @@ def _stored_window(store, settings, served: ServedModel, symbol: str) -> tuple[s
     latest = store.latest_key(HOURLY_BARS)
     if latest is None:
         raise ApiError(
-            404, "nothing_stored", f"no hourly_bars stored under {store.root}: run the pipeline first",
-        )  # fmt: skip
+            404,
+            "nothing_stored",
+            f"no hourly_bars stored under {store.root}: run the pipeline first",
+        )
     history = store.history(max(settings.history_bars, served.min_bars))
     frame = history.by_symbol.get(symbol) if history is not None else None
     return latest, (history_window(symbol, frame) if frame is not None and len(frame) else None)
@@ -126,15 +148,10 @@ def predict_component(
     def build() -> dict:
         have = 0 if window is None else len(window)
         if window is None or have < served.min_bars:
-            raise ApiError(
-                422, "insufficient_history",
-                f"{sym}: needs {served.min_bars} stored bars (warm-up {served.warmup} + 1), has {have}",
-                field="symbol", reason=f"needs {served.min_bars} bars, has {have}",
-            )  # fmt: skip
+            raise _insufficient_history(served, have, field="symbol", prefix=sym, kind="stored bars")
         used = window.tail(served.min_bars)
-        check_window(
-            used, field_prefix="stored", check_gaps=False
-        )  # as the pipeline: stored bars as they are
+        # as the pipeline: stored bars as they are (no gap check)
+        check_window(used, field_prefix="stored", check_gaps=False)
         pred = _predict(batcher, served, used)
         return _public(pred, served, used, latest_stored_hour=latest)
 
@@ -153,21 +170,23 @@ async def predict(body: PredictRequest, ctx: PredictContextDep) -> Response:
     bars = body.bar_list()
     if len(bars) > settings.max_bars:
         raise ApiError(
-            422, "too_many_bars", f"bars: {len(bars)} bars exceed the cap of {settings.max_bars} (MM_API_MAX_BARS)",
-            field="bars", reason=f"at most {settings.max_bars} bars",
-        )  # fmt: skip
+            422,
+            "too_many_bars",
+            f"bars: {len(bars)} bars exceed the cap of {settings.max_bars} (MM_API_MAX_BARS)",
+            field="bars",
+            reason=f"at most {settings.max_bars} bars",
+        )
     if body.symbol is None:
         if len(bars) < served.min_bars:
-            raise ApiError(
-                422, "insufficient_history",
-                f"bars: needs {served.min_bars} bars (warm-up {served.warmup} + 1), got {len(bars)}; give `symbol` "
-                "to complete a short window from that symbol's stored history",
-                field="bars", reason=f"needs {served.min_bars} bars, has {len(bars)}",
-            )  # fmt: skip
+            hint = "; give `symbol` to complete a short window from that symbol's stored history"
+            raise _insufficient_history(served, len(bars), hint)
         raise ApiError(
-            422, "invalid_request", "symbol: required (the model is pooled across symbols with a symbol feature)",
-            field="symbol", reason="required",
-        )  # fmt: skip
+            422,
+            "invalid_request",
+            "symbol: required (the model is pooled across symbols with a symbol feature)",
+            field="symbol",
+            reason="required",
+        )
     sym = _check_symbol(body.symbol, served)
     window, ts_missing = window_from_request(sym, bars, allow_missing_ts=len(bars) == 1)
     if not ts_missing:
@@ -176,19 +195,18 @@ async def predict(body: PredictRequest, ctx: PredictContextDep) -> Response:
     if len(window) < served.min_bars:
         _, stored = await run_in_threadpool(_stored_window, store, settings, served, sym)
         if stored is None:
-            raise ApiError(
-                422, "insufficient_history",
-                f"bars: needs {served.min_bars} bars (warm-up {served.warmup} + 1), got {len(window)}, and no "
-                f"stored bars of {sym} exist to complete them",
-                field="bars", reason=f"needs {served.min_bars} bars, has {len(window)}",
-            )  # fmt: skip
+            detail = f", and no stored bars of {sym} exist to complete them"
+            raise _insufficient_history(served, len(window), detail)
         window = complete_from_history(window, stored, served.min_bars, ts_missing)
         check_window(window, offset=window.history_bars_used)
         completed = True
     pred = await _predict_async(batcher, served, window)
     public = _public(
-        pred, served, window, completed_from_history=completed,
+        pred,
+        served,
+        window,
+        completed_from_history=completed,
         history_bars_used=window.tail(served.min_bars).history_bars_used,
-    )  # fmt: skip
+    )
     # validated and serialised here once (the route returns bytes: no second response_model pass)
     return Response(PredictionPublic(**public).model_dump_json().encode(), media_type="application/json")

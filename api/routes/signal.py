@@ -15,8 +15,7 @@ from api.deps import StoreDep
 from api.errors import ApiError
 from api.schemas import ErrorPublic, SignalPublic
 from api.store_service import COMPONENT_PREDICTIONS, INDEX_SIGNAL, StoreService
-from market_master.lib.labels import SCORES
-from market_master.lib.signal import normalize_snapshot
+from market_master.lib.signal import wss_contributions
 from market_master.lib.weights import embedded_top10
 
 router = APIRouter(tags=["signal"])
@@ -52,29 +51,11 @@ def build_signal(store: StoreService, universe: str, key: str) -> SignalPublic:
     preds = store.read_partition(COMPONENT_PREDICTIONS, key, missing_ok=True)
     # the weights the pipeline used at that hour (stored with the signal); older rows: embedded default
     stored = row.get("weights_json")
-    weights = normalize_snapshot(
-        json.loads(stored) if isinstance(stored, str) and stored else embedded_top10().weights
-    )
+    weights = json.loads(stored) if isinstance(stored, str) and stored else embedded_top10().weights
     covered = float(row["covered_weight"])
-    by_symbol = {str(r["symbol"]): r for r in preds.to_dict("records")} if len(preds) else {}
-    components = []
-    for symbol in sorted(set(weights) | set(by_symbol)):
-        r = by_symbol.get(symbol, {})
-        status = r.get("status")
-        ok = status == "ok"
-        score = SCORES[r["action"]] if ok else None
-        weight = float(weights.get(symbol, 0.0))
-        components.append(
-            {
-                "symbol": symbol,
-                "status": status,
-                "action": r.get("action") if ok else None,
-                "score": score,
-                "weight": weight,
-                "contribution": (score * weight / covered) if ok and covered > 0 else 0.0,
-                "confidence": _opt_float(r.get("confidence")) if ok else None,
-            }
-        )
+    components = wss_contributions(preds.to_dict("records") if len(preds) else [], weights, covered)
+    for component in components:
+        component["confidence"] = _opt_float(component["confidence"])
     missing = str(row.get("missing_symbols") or "")
     versions = {str(v) for v in preds.get("model_version", pd.Series(dtype=object)).dropna()}
     return SignalPublic(
@@ -111,16 +92,22 @@ async def signal_index(
     """
     uni = universe.strip().lower()
     if uni not in UNIVERSES:
-        raise ApiError(404, "unknown_universe", f"unknown universe {universe!r}; known: {list(UNIVERSES)}",
-                       field="universe", reason="not a known universe")  # fmt: skip
+        raise ApiError(
+            404,
+            "unknown_universe",
+            f"unknown universe {universe!r}; known: {list(UNIVERSES)}",
+            field="universe",
+            reason="not a known universe",
+        )
     hit, key = store.cached_nonempty_key(INDEX_SIGNAL, uni)
     if not hit:  # a new slice was written: walk the keys (Parquet footers) off the event loop
         key = await run_in_threadpool(store.latest_nonempty_key, INDEX_SIGNAL, uni)
     if key is None:
         raise ApiError(
-            404, "nothing_stored",
+            404,
+            "nothing_stored",
             f"no non-empty index_signal for universe {uni!r} stored under {store.root}: run the pipeline first",
-        )  # fmt: skip
+        )
     token = (
         "signal",
         uni,

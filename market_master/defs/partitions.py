@@ -1,4 +1,4 @@
-"""Hourly trading-bar partitions (America/New_York).
+"""Hourly trading-bar partitions (America/New_York) and the feature look-back mapping.
 
 One key per bar start (09:30 ... 15:30 on weekdays, ~1,850 keys a year, ~3,700 over two years): the symbols
 of the universe live INSIDE a partition. A time x symbol multi-partition would be ~3,700 x 100 = 370k keys
@@ -10,6 +10,7 @@ slice, and the calendar (`lib.calendar`) says why in the metadata.
 import dagster as dg
 
 from market_master.lib.calendar import PARTITION_FMT, TZ
+from market_master.lib.features import WARMUP_MAX
 
 PARTITIONS_START = "2023-01-03-09:30"
 HOURLY_CRON = "30 9-15 * * 1-5"
@@ -24,3 +25,22 @@ hourly_partitions = dg.TimeWindowPartitionsDefinition(
     # which asks the calendar for the last COMPLETED bar.
     end_offset=1,
 )
+
+# Partition keys of bars read before a feature_table range. Keys include holidays and half-day afternoons
+# (empty slices), so twice the largest warm-up leaves >= WARMUP_MAX real bars even across a holiday week:
+# the first hour of a range gets the same features as in one pass over all history.
+FEATURE_LOOKBACK_KEYS = 2 * WARMUP_MAX
+feature_lookback = dg.TimeWindowPartitionMapping(start_offset=-FEATURE_LOOKBACK_KEYS)
+
+
+def hourly_asset(partition_column: str, **kwargs):
+    """`@dg.asset` of an hourly-partitioned DataFrame: one Parquet slice per trading-hour key (the IO manager
+    splits the frame by `partition_column`), ranges backfilled in ONE run."""
+    from market_master.defs.io_manager import PARTITION_COLUMN
+
+    return dg.asset(
+        partitions_def=hourly_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={PARTITION_COLUMN: partition_column},
+        **kwargs,
+    )

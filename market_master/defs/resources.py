@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from market_master import settings
-from market_master.lib.mlflow_experiments import default_artifact_location
+from market_master.lib.mlflow_adapter import MlflowAdapter, default_artifact_location
 from market_master.lib.sources import MarketDataSource, get_source
 from market_master.lib.storage import PartitionStore
 from market_master.lib.weights import DEFAULT_UNIVERSE
@@ -86,3 +86,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def artifact_location(self) -> str | None:
         return default_artifact_location(self.uri())
+
+    def adapter(self) -> MlflowAdapter:
+        """The MLflow adapter on this resource's tracking URI, experiment and registered model."""
+        return MlflowAdapter(self.uri(), self.experiment_name, self.model_name, self.artifact_location())

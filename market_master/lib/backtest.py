@@ -22,7 +22,7 @@ Conventions (also in docs/signal_and_backtest.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -31,8 +31,16 @@ import numpy as np
 import pandas as pd
 
 from market_master.lib import calendar
-from market_master.lib.signal import BUY, HOLD, SELL, decide, normalize_snapshot
-from market_master.lib.weights import WeightsHistory, WeightsSnapshot
+from market_master.lib.signal import (
+    BUY,
+    HOLD,
+    SELL,
+    WeightsLike,
+    decisions_from_wss,
+    is_point_in_time,
+    normalize_snapshot,
+    weights_long,
+)
 
 BARS_PER_YEAR = 1764  # 7 x 252 regular-session hourly bars; NOT 8,760 (would overstate Sharpe ~2.2x)
 EULER_MASCHERONI = 0.5772156649015329
@@ -193,52 +201,7 @@ def forward_returns(bars: pd.DataFrame, symbol: str | None = None) -> pd.Series:
     return pd.Series(fwd, index=pd.DatetimeIndex(frame["timestamp"], name="hour"), name="forward_return")
 
 
-WeightsInput = (
-    Mapping[str, float] | pd.Series | WeightsSnapshot | WeightsHistory | Callable[[pd.Timestamp], Any]
-)
-
-
-def _is_point_in_time(weights: object) -> bool:
-    """True for a ``WeightsHistory`` or a callable ``hour -> snapshot``; False for one snapshot."""
-    if isinstance(weights, WeightsHistory):
-        return True
-    return callable(weights) and not isinstance(weights, (Mapping, pd.Series, WeightsSnapshot))
-
-
-def _weights_long(hours: pd.DatetimeIndex, weights: object) -> pd.DataFrame:
-    """(hour, symbol, weight) with each hour's normalised snapshot; a snapshot or ``hour -> snapshot``."""
-    if not _is_point_in_time(weights):
-        snap = normalize_snapshot(weights)
-        return pd.DataFrame(
-            {
-                "hour": hours.repeat(len(snap)),
-                "symbol": np.tile(np.array(list(snap), dtype=object), len(hours)),
-                "weight": np.tile(np.array(list(snap.values()), dtype=float), len(hours)),
-            }
-        )
-    lookup = weights.at if isinstance(weights, WeightsHistory) else weights
-    cache: dict[tuple, dict[str, float]] = {}
-    hour_col, sym_col, w_col = [], [], []
-    for hour in hours:
-        raw = lookup(hour)
-        mapping = raw.weights if isinstance(raw, WeightsSnapshot) else raw
-        key = tuple(sorted(dict(mapping).items()))
-        snap = cache.get(key)
-        if snap is None:
-            snap = cache[key] = normalize_snapshot(mapping, where=f"weights at {hour}")
-        hour_col += [hour] * len(snap)
-        sym_col += list(snap)
-        w_col += list(snap.values())
-    return pd.DataFrame(
-        {
-            "hour": pd.DatetimeIndex(hour_col, tz=hours.tz),
-            "symbol": sym_col,
-            "weight": np.asarray(w_col, float),
-        }
-    )
-
-
-def weighted_constituent_returns(bars: pd.DataFrame, weights: WeightsInput) -> pd.Series:
+def weighted_constituent_returns(bars: pd.DataFrame, weights: WeightsLike) -> pd.Series:
     """Index proxy: sum_i w_i(t) r_i(t) of the constituents' calendar-aware forward returns, by hour t.
 
     ``weights``: one snapshot (dict / Series / ``WeightsSnapshot``), a callable ``hour -> snapshot`` or a
@@ -246,7 +209,7 @@ def weighted_constituent_returns(bars: pd.DataFrame, weights: WeightsInput) -> p
     Weights are renormalised at each hour over the weighted symbols that have a forward return there (a
     symbol missing its next bar does not count as a zero return). Hours without any: NaN.
     """
-    if not _is_point_in_time(weights):
+    if not is_point_in_time(weights):
         weights = normalize_snapshot(weights)
         sub = bars[bars["symbol"].isin(list(weights))]
         if sub.empty:
@@ -259,7 +222,7 @@ def weighted_constituent_returns(bars: pd.DataFrame, weights: WeightsInput) -> p
     fwd = _forward(sub)
     hours = pd.DatetimeIndex(sub["timestamp"].unique()).sort_values()
     rows = pd.DataFrame({"hour": pd.DatetimeIndex(sub["timestamp"]), "symbol": sub["symbol"], "fwd": fwd})
-    merged = rows.merge(_weights_long(hours, weights), on=["hour", "symbol"], how="left")
+    merged = rows.merge(weights_long(hours, weights), on=["hour", "symbol"], how="left")
     if not (merged["weight"].fillna(0.0) > 0).any():
         raise ValueError(f"no bars for any weighted symbol (bars hold {sorted(sub['symbol'].unique())})")
     w = merged["weight"].fillna(0.0).to_numpy(dtype=float)
@@ -426,7 +389,7 @@ def backtest_report(
     psr = probabilistic_sharpe_ratio(net)
     if math.isfinite(variance):
         sr0 = expected_max_sharpe(int(n_trials), variance)
-        dsr = probabilistic_sharpe_ratio(net, sr0)
+        dsr = deflated_sharpe_ratio(net, int(n_trials), variance)
     else:
         sr0, dsr = float("nan"), float("nan")
     return {
@@ -481,7 +444,7 @@ def sweep_thresholds(
     rows = []
     hours = wss.index
     for buy, sell in pairs:
-        decisions = decide(wss.to_numpy(), buy, sell)
+        decisions = decisions_from_wss(wss.to_numpy(), buy, sell)
         res = run_backtest(
             pd.DataFrame({"hour": hours, "decision": decisions}), proxy_valid, cost_bps, periods_per_year
         )

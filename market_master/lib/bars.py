@@ -18,11 +18,6 @@ PRICE_COLUMNS = ["open", "high", "low", "close"]
 VALUE_COLUMNS = [*PRICE_COLUMNS, "volume"]
 
 
-def empty_bars() -> pd.DataFrame:
-    """A canonical frame with no rows."""
-    return normalize_bars(pd.DataFrame({c: [] for c in BAR_COLUMNS}))
-
-
 def normalize_bars(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical dtypes, column order and sort; never drops, fixes or deduplicates rows.
 

@@ -4,19 +4,19 @@ The same functions as the asset graph, in the same order: CsvSource -> bars.run_
 fail loudly, naming the rows) -> features.compute_features -> training.train_candidates (or a given model)
 -> prediction.predict_hours -> signal.compute_wss -> backtest.run_backtest.
 
-Time segments, by whole sessions: train (first ``train_fraction``: the model is fitted there only),
-validation (next ``valid_fraction``: threshold sweep; the decision at the last validation hour is not
-scored because its outcome lies in the test window) and test (the rest: the reported numbers). The
+Time segments, by whole sessions, with the pipeline's shares (``lib.segments.Segments``, default train
+0.5 | validation 0.25 | test 0.25): train (the model is fitted there only; its last ``embargo_bars`` hours
+are an embargo), validation (model selection and the threshold sweep; the decision at the last validation
+hour is not scored because its outcome lies in the test window) and test (the reported numbers). The
 sweep never sees a test hour.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,17 @@ import pandas as pd
 
 from market_master.lib import backtest, calendar
 from market_master.lib import bars as bars_lib
-from market_master.lib.batch_report import metrics_markdown, render_report, write_outputs
+from market_master.lib.batch_report import BatchResult, write_outputs
 from market_master.lib.features import FeatureConfig, compute_features
 from market_master.lib.prediction import ModelInfo, predict_hours
-from market_master.lib.signal import compute_wss, decide, validate_thresholds
+from market_master.lib.segments import (
+    DEFAULT_SEGMENTS,
+    MIN_TRAIN_HOURS,
+    Segments,
+    SplitBoundaries,
+    post_warmup_hours,
+)
+from market_master.lib.signal import DEFAULT_THRESHOLDS, compute_wss, decisions_from_wss, validate_thresholds
 from market_master.lib.sources.csv_source import CsvSource
 from market_master.lib.weights import load_holdings_csv
 
@@ -36,8 +43,6 @@ __all__ = [
     "BatchInputError",
     "BatchResult",
     "check_model_is_out_of_sample",
-    "metrics_markdown",
-    "render_report",
     "run_batch",
     "split_sessions",
 ]
@@ -45,34 +50,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_TRADING_DAYS = 21
-SEGMENTS = ("train", "validation", "test")
 
 
 class BatchInputError(ValueError):
     """The batch inputs cannot produce an honest result (too short, failed bar checks, no symbols ...)."""
-
-
-@dataclass
-class BatchResult:
-    """Everything a batch run produced; ``files`` maps output name -> path."""
-
-    out_dir: Path
-    predictions: pd.DataFrame
-    signal: pd.DataFrame
-    test_backtest: backtest.BacktestResult
-    validation_backtest: backtest.BacktestResult | None
-    buy_threshold: float
-    sell_threshold: float
-    sweep_table: pd.DataFrame | None
-    segments: dict[str, dict[str, str]]
-    n_trials: int
-    dsr: float
-    psr: float
-    proxy: str
-    model_name: str
-    model: Any = None
-    files: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- inputs
@@ -117,17 +98,68 @@ def load_weights(holdings_path: Path) -> tuple[Any, bool]:
     return weights_at, False
 
 
+def _read_bars(
+    csv_dir: Path, proxy_symbol: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str], list[str]]:
+    """(constituent bars, proxy bars or None, constituents, WARN notes); raises on failed ERROR checks
+    or when no constituent is left."""
+    all_bars = load_csv_bars(csv_dir)
+    file_symbols = sorted(all_bars["symbol"].unique())
+    proxy_bars = None
+    if proxy_symbol and proxy_symbol in file_symbols:
+        proxy_bars = all_bars[all_bars["symbol"] == proxy_symbol].reset_index(drop=True)
+    constituents = [s for s in file_symbols if s != proxy_symbol]
+    if not constituents:
+        raise BatchInputError(f"{csv_dir} holds no constituent CSV besides the proxy {proxy_symbol}")
+    bars = all_bars[all_bars["symbol"].isin(constituents)].reset_index(drop=True)
+    notes = check_bars_or_raise(bars)
+    if proxy_bars is not None:
+        notes += [f"proxy {proxy_symbol}: {n}" for n in check_bars_or_raise(proxy_bars)]
+    return bars, proxy_bars, constituents, notes
+
+
+def _read_weights(
+    holdings_path: Path, constituents: list[str], last_hour: pd.Timestamp
+) -> tuple[Any, dict[str, Any]]:
+    """(weights limited to the constituents, the weights facts reported in backtest.json)."""
+    weights, single_snapshot = load_weights(holdings_path)
+    snapshot = dict(weights) if single_snapshot else dict(weights(last_hour))
+    weighted = {s for s, w in snapshot.items() if w > 0}
+    if not set(constituents) & weighted:
+        raise BatchInputError(f"none of the CSV symbols {constituents} has a weight in {holdings_path}")
+    facts = {
+        "unweighted_symbols": sorted(set(constituents) - weighted),
+        "symbols_without_bars": sorted(weighted - set(constituents)),
+        "holdings_weight_with_bars": (
+            sum(w for s, w in snapshot.items() if s in constituents) / sum(snapshot.values())
+        ),
+        "single_snapshot": single_snapshot,
+    }
+    return _restrict(weights, set(constituents)), facts
+
+
+def _proxy_returns(
+    bars: pd.DataFrame, proxy_bars: pd.DataFrame | None, proxy_symbol: str | None, weights: Any, single: bool
+) -> tuple[pd.Series, str, list[str]]:
+    """(forward returns of the traded proxy by hour, its name, notes)."""
+    if proxy_bars is not None:
+        return backtest.forward_returns(proxy_bars), str(proxy_symbol), []
+    note = f"no {proxy_symbol} CSV: the proxy is the weighted constituents' next-bar return" + (
+        "" if single else " (point-in-time weights of the holdings history)"
+    )
+    return backtest.weighted_constituent_returns(bars, weights), "weighted constituents", [note]
+
+
 # ---------------------------------------------------------------- segments
 
 
 def split_sessions(
-    hours: pd.DatetimeIndex, train_fraction: float, valid_fraction: float
+    hours: pd.DatetimeIndex, segments: Segments = DEFAULT_SEGMENTS
 ) -> dict[str, pd.DatetimeIndex]:
-    """Split the hours by whole sessions into train / validation / test (in time order)."""
-    if not (0 < train_fraction < 1 and 0 < valid_fraction < 1 and train_fraction + valid_fraction < 1):
-        raise ValueError(
-            f"need 0 < train_fraction, valid_fraction and their sum < 1; got {train_fraction}, {valid_fraction}"
-        )
+    """Split the hours by whole sessions into train / validation / test (in time order) with the shares of
+    ``segments`` (each rounded down to whole sessions; test gets the rest)."""
+    if not segments.has_test:
+        raise ValueError(f"batch mode reports on its own test segment: {segments} has none")
     hours = pd.DatetimeIndex(hours).unique().sort_values()
     days = hours.tz_convert(calendar.TZ).normalize()
     sessions = days.unique()
@@ -137,16 +169,32 @@ def split_sessions(
             f"batch mode needs at least {MIN_TRADING_DAYS} trading days of bars, got {n} "
             f"({hours.min()} .. {hours.max()})"
         )
-    n_train = int(math.floor(n * train_fraction))
-    n_valid = int(math.floor(n * valid_fraction))
+    n_train = int(math.floor(n * segments.train))
+    n_valid = int(math.floor(n * segments.validation))
     if min(n_train, n_valid, n - n_train - n_valid) < 1:
-        raise BatchInputError(f"{n} sessions are too few for fractions {train_fraction}/{valid_fraction}")
+        raise BatchInputError(f"{n} sessions are too few for the shares {segments}")
     bounds = {
         "train": sessions[:n_train],
         "validation": sessions[n_train : n_train + n_valid],
         "test": sessions[n_train + n_valid :],
     }
     return {name: hours[days.isin(s)] for name, s in bounds.items()}
+
+
+def _training_split(
+    rows: pd.DataFrame, seg: dict[str, pd.DatetimeIndex], embargo_bars: int
+) -> SplitBoundaries:
+    """The segments as training boundaries: the train segment's post-warm-up hours without its last
+    ``embargo_bars`` (the embargo) | the validation segment. No test: batch keeps its own."""
+    hours = post_warmup_hours(rows)
+    train = hours[hours.isin(seg["train"])][:-embargo_bars]
+    valid = hours[hours.isin(seg["validation"])]
+    if len(train) < MIN_TRAIN_HOURS or len(valid) == 0:
+        raise BatchInputError(
+            f"the segments leave {len(train)} post-warm-up training hours (embargo {embargo_bars}) and "
+            f"{len(valid)} validation hours; need >= {MIN_TRAIN_HOURS} and >= 1"
+        )
+    return SplitBoundaries.from_hours(train, valid, embargo_bars)
 
 
 # ---------------------------------------------------------------- model
@@ -158,32 +206,28 @@ def train_on_segments(
     candidates: tuple[str, ...] | None,
     feature_config: FeatureConfig,
     seed: int,
+    segments: Segments = DEFAULT_SEGMENTS,
 ) -> tuple[Any, dict[str, pd.DatetimeIndex]]:
     """Train every candidate on the train segment; the champion is picked on the validation segment.
 
-    ``training.train_candidates`` gets the train + validation rows only (never a test row) with its
-    validation fraction set so that its own validation window (after a 7-bar embargo) is our validation
-    segment. It fits on its training window only. Returns the TrainingResult and the segments redrawn on
-    its exact boundaries (the embargo hours belong to neither train nor validation).
+    ``training.train_candidates`` gets the train + validation rows only (never a test row) and the
+    segments' own boundaries (``_training_split``). It fits on its training window only. Returns the
+    TrainingResult and the segments redrawn on its exact boundaries (the embargo hours belong to neither
+    train nor validation).
     """
     from market_master.lib import training  # imports mlflow (seconds): only when batch trains
 
     fit_hours = seg["train"].append(seg["validation"])
     rows = features[features["timestamp"].isin(fit_hours)].reset_index(drop=True)
-    post = pd.DatetimeIndex(rows.loc[~rows["warmup"].to_numpy(bool), "timestamp"].unique())
-    frac = len(seg["validation"]) / max(1, len(post))
-    kwargs: dict[str, Any] = {
-        "seed": seed,
-        "valid_fraction": float(np.clip(frac, 0.05, 0.8)),
-        "feature_config": feature_config,
-        "latency_rows": 0,  # serving latency is not a batch question (and costs minutes for tree ensembles)
-    }
-    if candidates:
-        kwargs["candidates"] = tuple(candidates)
-    if "test_fraction" in {f.name for f in dataclasses.fields(training.TrainingConfig)}:
-        kwargs["test_fraction"] = 0.0  # batch keeps its own test segment (never shown to training)
-    result = training.train_candidates(rows, training.TrainingConfig(**kwargs))
-    split = result.split
+    split = _training_split(rows, seg, segments.embargo_bars)
+    config = training.TrainingConfig(
+        segments=segments,
+        seed=seed,
+        feature_config=feature_config,
+        latency_rows=0,  # serving latency is not a batch question (and costs minutes for tree ensembles)
+        **({"candidates": tuple(candidates)} if candidates else {}),
+    )
+    result = training.train_candidates(rows, config, split=split)
     hours = fit_hours.sort_values()
     new = {
         "train": hours[hours <= split.train_end],
@@ -197,18 +241,16 @@ def train_on_segments(
 def resolve_model(model: Any, tracking_uri: str | None = None) -> tuple[Any, ModelInfo]:
     """A model object is used as is; a string is an MLflow model URI (``models:/name@alias``, runs:/ ...)."""
     if isinstance(model, str):
-        import mlflow
-
         from market_master import settings
-        from market_master.lib.model import load_component_model
+        from market_master.lib.mlflow_adapter import MlflowAdapter, parse_model_uri
 
-        mlflow.set_tracking_uri(tracking_uri or settings.default_tracking_uri())
-        name, version, alias = (None, None, None)
-        if model.startswith("models:/"):
-            from market_master.lib.registry import parse_model_uri
-
-            name, version, alias = parse_model_uri(model)
-        return load_component_model(model), ModelInfo(name=name or model, version=version, alias=alias)
+        uri = tracking_uri or settings.default_tracking_uri()
+        if not model.startswith("models:/"):
+            return MlflowAdapter(uri).load_model_uri(model), ModelInfo(name=model)
+        ref = parse_model_uri(model)
+        adapter = MlflowAdapter(uri, model_name=ref.name)
+        version = ref.version or adapter.require_alias_version(ref.alias)  # pinned once: alias may move
+        return adapter.load_model(version), ModelInfo(name=ref.name, version=version, alias=ref.alias)
     return model, ModelInfo(name=getattr(model, "name", None) or type(model).__name__)
 
 
@@ -232,30 +274,145 @@ def check_model_is_out_of_sample(model: Any, test_start: pd.Timestamp) -> None:
             raise BatchInputError(
                 f"the given model's {name} ends {end} (window {window[0]} .. {window[1]}), on/after the "
                 f"test segment start {test_start}: the test table would be in-sample. Give bars that extend "
-                f"past the model's windows, or lower train_fraction/valid_fraction so the test starts later"
+                f"past the model's windows, or smaller train/validation shares so the test starts later"
             )
 
 
-def _sweep_candidates(
-    result: Any,
+@dataclass
+class _ChosenModel:
+    """The model batch predicts with; ``training`` is the TrainingResult when batch trained it."""
+
+    model: Any
+    info: ModelInfo
+    name: str
+    n_candidates: int
+    training: Any = None
+
+
+def _choose_model(
+    model: Any,
     features: pd.DataFrame,
-    valid_hours: pd.DatetimeIndex,
-    constituents: list[str],
-    wss_weights: Any,
-    proxy_valid: pd.Series,
-    grid: list[tuple[float, float]],
-    cost_bps: float,
+    seg: dict[str, pd.DatetimeIndex],
+    training_args: tuple[tuple[str, ...] | None, FeatureConfig, int, Segments],
+    tracking_uri: str | None,
+) -> tuple[_ChosenModel, dict[str, pd.DatetimeIndex], list[str]]:
+    """Train (``model`` None; ``training_args`` as ``train_on_segments`` takes them after ``seg``) or
+    resolve the given model. Returns (chosen, segments, notes)."""
+    if model is None:
+        result, seg = train_on_segments(features, seg, *training_args)
+        name = result.champion_name
+        chosen = _ChosenModel(
+            result.champion,
+            ModelInfo(name=f"batch:{name}"),
+            f"{name} (trained in batch)",
+            len(result.candidates),
+            result,
+        )
+        return chosen, seg, []
+    the_model, info = resolve_model(model, tracking_uri)
+    check_model_is_out_of_sample(the_model, seg["test"].min())
+    name = info.name or "given model"
+    note = f"model given ({name}): no training in batch; the train segment is unused"
+    return _ChosenModel(the_model, info, name, 1), seg, [note]
+
+
+# ---------------------------------------------------------------- thresholds and backtests
+
+
+@dataclass
+class _Market:
+    """What the sweep and the backtests share: features, universe, weights, segments and proxy returns."""
+
+    features: pd.DataFrame
+    constituents: list[str]
+    weights: Any
+    seg: dict[str, pd.DatetimeIndex]
+    proxy_fwd: pd.Series
+    cost_bps: float
+
+    @property
+    def proxy_valid(self) -> pd.Series:
+        """Forward returns of the validation hours; the last is NaN (its outcome is the first test bar)."""
+        out = self.proxy_fwd.reindex(self.seg["validation"]).copy()
+        if len(out):
+            out.iloc[-1] = np.nan
+        return out
+
+
+def _sweep_candidates(
+    result: Any, market: _Market, proxy_valid: pd.Series, grid: list[tuple[float, float]]
 ) -> pd.DataFrame:
     """Every candidate x every threshold pair on the validation segment (the DSR's trials)."""
     tables = []
     for name, cand in result.candidates.items():
-        preds = predict_hours(features, cand.model, hours=valid_hours, universe=constituents)
-        wss = compute_wss(preds, wss_weights)
+        preds = predict_hours(
+            market.features, cand.model, hours=market.seg["validation"], universe=market.constituents
+        )
+        wss = compute_wss(preds, market.weights)
         _, _, table = backtest.sweep_thresholds(
-            pd.Series(wss["wss"].to_numpy(), index=pd.DatetimeIndex(wss["hour"])), proxy_valid, grid, cost_bps
+            pd.Series(wss["wss"].to_numpy(), index=pd.DatetimeIndex(wss["hour"])),
+            proxy_valid,
+            grid,
+            market.cost_bps,
         )
         tables.append(table.assign(candidate=name))
     return pd.concat(tables, ignore_index=True)
+
+
+def _sweep_on_validation(
+    market: _Market, signal: pd.DataFrame, chosen: _ChosenModel, grid: list[tuple[float, float]]
+) -> tuple[float, float, pd.DataFrame]:
+    """(buy, sell) with the best after-cost Sharpe on the validation segment, and the table of every trial
+    (every candidate x grid pair when batch trained several, else the chosen model's grid)."""
+    valid_hours = market.seg["validation"]
+    proxy_valid = market.proxy_valid
+    wss_valid = pd.Series(signal["wss"].to_numpy(), index=pd.DatetimeIndex(signal["hour"])).reindex(
+        valid_hours
+    )
+    buy, sell, table = backtest.sweep_thresholds(wss_valid, proxy_valid, grid, market.cost_bps)
+    if chosen.training is not None and len(chosen.training.candidates) > 1:
+        table = _sweep_candidates(chosen.training, market, proxy_valid, grid)
+    return buy, sell, table
+
+
+@dataclass
+class _Scored:
+    """The thresholds applied, the sweep's trials and the backtests of the validation and test segments."""
+
+    buy: float
+    sell: float
+    trials: pd.DataFrame | None
+    n_trials: int
+    validation: backtest.BacktestResult
+    test_report: dict[str, Any]
+    trials_var: float
+
+
+def _decide_and_backtest(
+    market: _Market,
+    signal: pd.DataFrame,
+    chosen: _ChosenModel,
+    grid: list[tuple[float, float]] | None,
+    thresholds: tuple[float, float] | None,
+) -> _Scored:
+    """Sweep (buy, sell) on validation (``thresholds`` None) or keep the given pair; set ``decision`` and
+    ``segment`` on ``signal``; backtest the validation segment and report the test segment (PSR, DSR)."""
+    grid_pairs = list(grid) if grid is not None else backtest.default_threshold_grid()
+    if thresholds is None:
+        buy, sell, trials = _sweep_on_validation(market, signal, chosen, grid_pairs)
+        n_trials = chosen.n_candidates * len(grid_pairs)
+    else:
+        (buy, sell), trials, n_trials = thresholds, None, chosen.n_candidates
+    signal["decision"] = decisions_from_wss(signal["wss"].to_numpy(), buy, sell)
+    signal["segment"] = _segment_of(signal["hour"], market.seg)
+    valid_bt = backtest.run_backtest(
+        signal[signal["segment"] == "validation"], market.proxy_valid, market.cost_bps
+    )
+    trials_var = backtest.trials_sr_variance(trials)
+    report = backtest.backtest_report(
+        signal[signal["segment"] == "test"], market.proxy_fwd, market.cost_bps, n_trials, trials_var
+    )
+    return _Scored(buy, sell, trials, n_trials, valid_bt, report, trials_var)
 
 
 # ---------------------------------------------------------------- run
@@ -266,11 +423,10 @@ def run_batch(
     holdings_path: str | Path,
     out_dir: str | Path,
     model: Any = None,
-    train_fraction: float = 0.6,
-    valid_fraction: float = 0.2,
+    segments: Segments = DEFAULT_SEGMENTS,
     cost_bps: float = 1.0,
-    buy: float = 0.5,
-    sell: float = -0.5,
+    buy: float = DEFAULT_THRESHOLDS.buy,
+    sell: float = DEFAULT_THRESHOLDS.sell,
     sweep: bool = True,
     proxy_symbol: str | None = "QQQ",
     grid: list[tuple[float, float]] | None = None,
@@ -282,154 +438,85 @@ def run_batch(
     """Run the batch workflow and write every output to ``out_dir`` (see module docstring).
 
     ``model``: None (train all ``candidates`` on the train segment), a ComponentModel, or a model URI.
+    ``segments``: the train / validation / test shares and the embargo (the pipeline's by default).
     """
     validate_thresholds(buy, sell)
-    csv_dir, out_dir = Path(csv_dir), Path(out_dir)
     feature_config = feature_config or FeatureConfig()
-    notes: list[str] = []
-
-    all_bars = load_csv_bars(csv_dir)
-    file_symbols = sorted(all_bars["symbol"].unique())
-    proxy_bars = None
-    if proxy_symbol and proxy_symbol in file_symbols:
-        proxy_bars = all_bars[all_bars["symbol"] == proxy_symbol].reset_index(drop=True)
-    constituents = [s for s in file_symbols if s != proxy_symbol]
-    if not constituents:
-        raise BatchInputError(f"{csv_dir} holds no constituent CSV besides the proxy {proxy_symbol}")
-    cbars = all_bars[all_bars["symbol"].isin(constituents)].reset_index(drop=True)
-    notes += check_bars_or_raise(cbars)
-    if proxy_bars is not None:
-        notes += [f"proxy {proxy_symbol}: {n}" for n in check_bars_or_raise(proxy_bars)]
-
-    weights, single_snapshot = load_weights(Path(holdings_path))
-    snapshot = dict(weights) if single_snapshot else dict(weights(cbars["timestamp"].max()))
-    weighted = {s for s, w in snapshot.items() if w > 0}
-    if not set(constituents) & weighted:
-        raise BatchInputError(f"none of the CSV symbols {constituents} has a weight in {holdings_path}")
-    unweighted = sorted(set(constituents) - weighted)
-    no_bars = sorted(weighted - set(constituents))
-    covered_share = sum(w for s, w in snapshot.items() if s in constituents) / sum(snapshot.values())
-    wss_weights = _restrict(weights, set(constituents))
-    if single_snapshot:
+    bars, proxy_bars, constituents, notes = _read_bars(Path(csv_dir), proxy_symbol)
+    weights, weight_facts = _read_weights(Path(holdings_path), constituents, bars["timestamp"].max())
+    if weight_facts["single_snapshot"]:
         notes.append("a single holdings snapshot was given: today's weights were applied to all history")
-
-    hours = pd.DatetimeIndex(cbars["timestamp"].unique()).sort_values()
-    seg = split_sessions(hours, train_fraction, valid_fraction)
-    features = compute_features(cbars, feature_config)
-
-    if proxy_bars is not None:
-        proxy_fwd = backtest.forward_returns(proxy_bars)
-        proxy_name = str(proxy_symbol)
-    else:
-        proxy_fwd = backtest.weighted_constituent_returns(cbars, wss_weights)
-        proxy_name = "weighted constituents"
-        notes.append(
-            f"no {proxy_symbol} CSV: the proxy is the weighted constituents' next-bar return"
-            + ("" if single_snapshot else " (point-in-time weights of the holdings history)")
-        )
-
-    training_result = None
-    if model is None:
-        training_result, seg = train_on_segments(features, seg, candidates, feature_config, seed)
-        the_model = training_result.champion
-        model_name = f"{training_result.champion_name} (trained in batch)"
-        info = ModelInfo(name=f"batch:{training_result.champion_name}")
-        n_candidates = len(training_result.candidates)
-    else:
-        the_model, info = resolve_model(model, tracking_uri)
-        check_model_is_out_of_sample(the_model, seg["test"].min())
-        model_name = info.name or "given model"
-        n_candidates = 1
-        notes.append(f"model given ({model_name}): no training in batch; the train segment is unused")
-
-    predictions = predict_hours(features, the_model, hours=hours, universe=constituents, model_info=info)
-    signal = compute_wss(predictions, wss_weights, buy, sell)
-
-    valid_hours = seg["validation"]
-    proxy_valid = _validation_proxy(proxy_fwd, valid_hours)
-    wss_valid = pd.Series(signal["wss"].to_numpy(), index=pd.DatetimeIndex(signal["hour"])).reindex(
-        valid_hours
+    hours = pd.DatetimeIndex(bars["timestamp"].unique()).sort_values()
+    seg = split_sessions(hours, segments)
+    features = compute_features(bars, feature_config)
+    proxy_fwd, proxy_name, proxy_notes = _proxy_returns(
+        bars, proxy_bars, proxy_symbol, weights, weight_facts["single_snapshot"]
     )
-    grid_pairs = list(grid) if grid is not None else backtest.default_threshold_grid()
-    sweep_table, trials = None, None
-    best_buy, best_sell = buy, sell
-    if sweep:
-        best_buy, best_sell, sweep_table = backtest.sweep_thresholds(
-            wss_valid, proxy_valid, grid_pairs, cost_bps
-        )
-        if training_result is not None and len(training_result.candidates) > 1:
-            trials = _sweep_candidates(
-                training_result,
-                features,
-                valid_hours,
-                constituents,
-                wss_weights,
-                proxy_valid,
-                grid_pairs,
-                cost_bps,
-            )
-        else:
-            trials = sweep_table
-    signal["decision"] = decide(signal["wss"].to_numpy(), best_buy, best_sell)
-    signal["segment"] = _segment_of(signal["hour"], seg)
+    training_args = (candidates, feature_config, seed, segments)
+    chosen, seg, model_notes = _choose_model(model, features, seg, training_args, tracking_uri)
+    notes += proxy_notes + model_notes
 
-    valid_bt = backtest.run_backtest(signal[signal["segment"] == "validation"], proxy_valid, cost_bps)
-    n_trials = n_candidates * (len(grid_pairs) if sweep else 1)
-    trials_var = backtest.trials_sr_variance(trials)
-    report = backtest.backtest_report(
-        signal[signal["segment"] == "test"], proxy_fwd, cost_bps, n_trials, trials_var
+    predictions = predict_hours(
+        features, chosen.model, hours=hours, universe=constituents, model_info=chosen.info
     )
-    test_bt, psr, dsr = report["result"], report["psr"], report["dsr"]
+    signal = compute_wss(predictions, weights, buy, sell)
+    market = _Market(features, constituents, weights, seg, proxy_fwd, cost_bps)
+    scored = _decide_and_backtest(market, signal, chosen, grid, None if sweep else (buy, sell))
 
-    segments = {
-        name: {"start": str(h.min()), "end": str(h.max()), "n_hours": str(len(h))}
-        for name, h in seg.items()
-        if len(h)
-    }
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult(
         out_dir=out_dir,
         predictions=predictions,
         signal=signal,
-        test_backtest=test_bt,
-        validation_backtest=valid_bt,
-        buy_threshold=best_buy,
-        sell_threshold=best_sell,
-        sweep_table=trials,
-        segments=segments,
-        n_trials=n_trials,
-        dsr=dsr,
-        psr=psr,
+        test_backtest=scored.test_report["result"],
+        validation_backtest=scored.validation,
+        buy_threshold=scored.buy,
+        sell_threshold=scored.sell,
+        sweep_table=scored.trials,
+        segments=_segment_bounds(seg),
+        n_trials=scored.n_trials,
+        dsr=scored.test_report["dsr"],
+        psr=scored.test_report["psr"],
         proxy=proxy_name,
-        model_name=model_name,
-        model=the_model,
+        model_name=chosen.name,
+        model=chosen.model,
         notes=notes,
     )
-    extra = {
-        "unweighted_symbols": unweighted,
-        "symbols_without_bars": no_bars,
-        "holdings_weight_with_bars": covered_share,
-        "single_snapshot": single_snapshot,
-        "n_candidates": n_candidates,
+    write_outputs(result, _report_extra(weight_facts, chosen, scored.trials_var, cost_bps, constituents))
+    return result
+
+
+def _segment_bounds(seg: dict[str, pd.DatetimeIndex]) -> dict[str, dict[str, str]]:
+    """First / last hour and hour count of every non-empty segment (``BatchResult.segments``)."""
+    return {
+        name: {"start": str(h.min()), "end": str(h.max()), "n_hours": str(len(h))}
+        for name, h in seg.items()
+        if len(h)
+    }
+
+
+def _report_extra(
+    weight_facts: dict[str, Any],
+    chosen: _ChosenModel,
+    trials_var: float,
+    cost_bps: float,
+    constituents: list[str],
+) -> dict[str, Any]:
+    """The backtest.json / report.md facts beyond ``BatchResult``."""
+    training = chosen.training
+    return {
+        **weight_facts,
+        "n_candidates": chosen.n_candidates,
         "trials_sr_variance": trials_var,
         "cost_bps": cost_bps,
         "constituents": constituents,
         "champion_macro_f1_validation": (
-            training_result.candidates[training_result.champion_name].metrics.get("macro_f1")
-            if training_result is not None
+            training.candidates[training.champion_name].metrics.get("macro_f1")
+            if training is not None
             else None
         ),
     }
-    write_outputs(result, extra)
-    return result
-
-
-def _validation_proxy(proxy_fwd: pd.Series, valid_hours: pd.DatetimeIndex) -> pd.Series:
-    """Forward returns of the validation hours; the last one is NaN (its outcome is the first test bar)."""
-    out = proxy_fwd.reindex(valid_hours).copy()
-    if len(out):
-        out.iloc[-1] = np.nan
-    return out
 
 
 def _restrict_snapshot(snapshot: Mapping[str, float], keep: set[str]) -> dict[str, float]:

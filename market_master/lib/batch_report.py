@@ -1,4 +1,4 @@
-"""Batch outputs: the Markdown report, ``backtest.json`` and the files written next to them.
+"""Batch outputs: ``BatchResult``, the Markdown report, ``backtest.json`` and the files written next to them.
 
 ``write_outputs(result, extra)`` writes predictions (Parquet + CSV), ``wss.csv``, ``signals.csv``,
 ``backtest.json``, ``threshold_sweep.csv`` (when swept), ``equity.png``, ``wss.png`` and ``report.md`` into
@@ -10,30 +10,44 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from market_master.lib import plots
 from market_master.lib.backtest import BacktestResult
-
-if TYPE_CHECKING:
-    from market_master.lib.batch import BatchResult
+from market_master.lib.signal import SIGNAL_COLUMNS
 
 log = logging.getLogger(__name__)
 
-WSS_COLUMNS = [
-    "hour",
-    "segment",
-    "wss",
-    "covered_weight",
-    "n_predicted",
-    "n_symbols",
-    "missing_symbols",
-    "unweighted_symbols",
-    "reason",
-]
+# wss.csv: the compute_wss columns with the segment instead of the decision (signals.csv has that)
+WSS_COLUMNS = ["hour", "segment", *(c for c in SIGNAL_COLUMNS if c not in ("hour", "decision"))]
+
+
+@dataclass
+class BatchResult:
+    """Everything a batch run produced; ``files`` maps output name -> path."""
+
+    out_dir: Path
+    predictions: pd.DataFrame
+    signal: pd.DataFrame
+    test_backtest: BacktestResult
+    validation_backtest: BacktestResult | None
+    buy_threshold: float
+    sell_threshold: float
+    sweep_table: pd.DataFrame | None
+    segments: dict[str, dict[str, str]]
+    n_trials: int
+    dsr: float
+    psr: float
+    proxy: str
+    model_name: str
+    model: Any = None
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def jsonable(value: Any) -> Any:

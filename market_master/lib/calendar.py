@@ -142,26 +142,25 @@ def is_trading_bar(ts: TimeLike) -> bool:
     return bool(trading_bar_mask([to_timestamp(ts)])[0])
 
 
-def next_bar_start(ts: TimeLike) -> pd.Timestamp:
-    """The first bar start strictly after `ts` (skips nights, weekends, holidays, half-day afternoons)."""
+def _bar_start_near(ts: TimeLike, keys: np.ndarray, side: str, offset: int, what: str) -> pd.Timestamp:
+    """``starts[searchsorted(keys, ts, side) + offset]``; ValueError "no <what> <ts>" outside the bars."""
     ns = _to_ns(ts)
     _check_in_range(ns)
     table = _table()
-    pos = np.searchsorted(table.starts, ns, side="right")
-    if pos >= len(table.starts):
-        raise ValueError(f"no trading bar after {to_timestamp(ts)} in the calendar range")
+    pos = int(np.searchsorted(keys, ns, side=side)) + offset
+    if not 0 <= pos < len(table.starts):
+        raise ValueError(f"no {what} {to_timestamp(ts)} in the calendar range")
     return _from_ns(table.starts[pos : pos + 1])[0]
+
+
+def next_bar_start(ts: TimeLike) -> pd.Timestamp:
+    """The first bar start strictly after `ts` (skips nights, weekends, holidays, half-day afternoons)."""
+    return _bar_start_near(ts, _table().starts, "right", 0, "trading bar after")
 
 
 def previous_bar_start(ts: TimeLike) -> pd.Timestamp:
     """The last bar start strictly before `ts`."""
-    ns = _to_ns(ts)
-    _check_in_range(ns)
-    table = _table()
-    pos = np.searchsorted(table.starts, ns, side="left") - 1
-    if pos < 0:
-        raise ValueError(f"no trading bar before {to_timestamp(ts)} in the calendar range")
-    return _from_ns(table.starts[pos : pos + 1])[0]
+    return _bar_start_near(ts, _table().starts, "left", -1, "trading bar before")
 
 
 def _positions(index: pd.DatetimeIndex | pd.Series | np.ndarray | list) -> np.ndarray:
@@ -196,11 +195,6 @@ def is_last_bar_of_session(index: pd.DatetimeIndex | pd.Series | np.ndarray | li
     return _table().is_last[_positions(index)].copy()
 
 
-def is_first_bar_of_session(index: pd.DatetimeIndex | pd.Series | np.ndarray | list) -> np.ndarray:
-    """True for the session's first bar (09:30), whose return includes the overnight gap."""
-    return _table().bar_of_day[_positions(index)] == 0
-
-
 def partition_key(ts: TimeLike) -> str:
     """Partition key of a bar start: `%Y-%m-%d-%H:%M` in New York time."""
     return to_timestamp(ts).strftime(PARTITION_FMT)
@@ -217,15 +211,35 @@ def key_to_timestamp(key: str) -> pd.Timestamp:
 
 def last_completed_bar(now: TimeLike) -> pd.Timestamp:
     """Start of the latest bar whose end <= `now`."""
-    ns = _to_ns(now)
-    _check_in_range(ns)
-    table = _table()
-    pos = np.searchsorted(table.ends, ns, side="right") - 1
-    if pos < 0:
-        raise ValueError(f"no bar completed by {to_timestamp(now)} in the calendar range")
-    return _from_ns(table.starts[pos : pos + 1])[0]
+    return _bar_start_near(now, _table().ends, "right", -1, "bar completed by")
 
 
 def sessions_between(start: TimeLike, end: TimeLike) -> pd.DatetimeIndex:
     """Session dates (naive, midnight) with at least one bar in [start, end]."""
     return pd.DatetimeIndex(trading_bars(start, end).tz_localize(None).normalize().unique())
+
+
+@lru_cache(maxsize=1)
+def _session_first_bars() -> np.ndarray:
+    """Positions (in the bar table) of every session's first bar."""
+    return np.flatnonzero(_table().bar_of_day == 0)
+
+
+def last_sessions_window(end: TimeLike, n_sessions: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(start, end) covering the last `n_sessions` sessions that have a bar starting at or before `end`.
+
+    `start` is midnight (New York) of the first of those sessions; `end` is returned as a New York
+    Timestamp (a date-only `end` covers that whole day, as in `range_bounds`). With fewer sessions in the
+    calendar the window starts at its first session. Raises ValueError for `n_sessions` < 1 or no session
+    up to `end`. The one "last N sessions" window of the pipeline, the CLI and the gates.
+    """
+    if n_sessions < 1:
+        raise ValueError(f"n_sessions must be >= 1, got {n_sessions}")
+    table = _table()
+    n_bars = int(np.searchsorted(table.starts, _to_ns(end, end_of_day=True), side="right"))
+    firsts = _session_first_bars()
+    n_started = int(np.searchsorted(firsts, n_bars, side="left"))  # sessions whose first bar <= end
+    if n_started == 0:
+        raise ValueError(f"no trading session up to {to_timestamp(end)} in the calendar range")
+    first = _from_ns(table.starts[firsts[max(0, n_started - n_sessions)]][None])[0]
+    return range_bounds(first.normalize(), end)

@@ -66,9 +66,14 @@ def preprocessor(feature_columns: list[str]) -> ColumnTransformer:
 
 def _rf(seed: int) -> RandomForestClassifier:
     return RandomForestClassifier(
-        n_estimators=40, max_depth=10, min_samples_leaf=50, max_features="sqrt", max_samples=0.25,
-        n_jobs=1, random_state=seed,
-    )  # fmt: skip
+        n_estimators=40,
+        max_depth=10,
+        min_samples_leaf=50,
+        max_features="sqrt",
+        max_samples=0.25,
+        n_jobs=1,
+        random_state=seed,
+    )
 
 
 def _et(seed: int) -> ExtraTreesClassifier:
@@ -85,16 +90,26 @@ def _gb(seed: int) -> GradientBoostingClassifier:
 
 def _hgbt(seed: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
-        max_iter=100, max_leaf_nodes=15, min_samples_leaf=100, learning_rate=0.1, early_stopping=False,
+        max_iter=100,
+        max_leaf_nodes=15,
+        min_samples_leaf=100,
+        learning_rate=0.1,
+        early_stopping=False,
         random_state=seed,
-    )  # fmt: skip
+    )
 
 
 def _mlp(seed: int) -> MLPClassifier:
     return MLPClassifier(
-        hidden_layer_sizes=(32, 16), alpha=1e-3, batch_size=256, learning_rate_init=1e-3, max_iter=40,
-        early_stopping=True, n_iter_no_change=5, random_state=seed,
-    )  # fmt: skip
+        hidden_layer_sizes=(32, 16),
+        alpha=1e-3,
+        batch_size=256,
+        learning_rate_init=1e-3,
+        max_iter=40,
+        early_stopping=True,
+        n_iter_no_change=5,
+        random_state=seed,
+    )
 
 
 def _svc(seed: int) -> SVC:

@@ -10,13 +10,25 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from market_master.lib.drift import DEFAULT_PSI_THRESHOLD, feature_drift_table
+from market_master.lib.evaluation import best_call_times_ms
+from market_master.lib.psi import DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT, feature_drift_table
+
+if TYPE_CHECKING:
+    from market_master.lib.mlflow_adapter import MlflowAdapter
 
 MetadataValue = float | int | str | bool | list | dict | None
+
+# Default gate thresholds: the one home (the Dagster GateSettings resource reads them; reasons in the docs).
+BASELINE_MARGIN = 0.01
+MIN_Z = 2.0
+MIN_IC_Z = 2.0
+PRODUCTION_TOLERANCE = -0.005
+LATENCY_SLO_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,9 +54,9 @@ def _require_finite(**values: float) -> None:
 def champion_beats_baseline(
     champion_f1: float,
     best_baseline_f1: float,
-    margin: float = 0.01,
+    margin: float = BASELINE_MARGIN,
     bootstrap_se: float | None = None,
-    min_z: float = 2.0,
+    min_z: float = MIN_Z,
 ) -> GateResult:
     """Champion macro-F1 must beat the best baseline by `margin` and, given an SE, by `min_z` SEs."""
     _require_finite(champion_f1=champion_f1, best_baseline_f1=best_baseline_f1, margin=margin)
@@ -77,7 +89,7 @@ def champion_beats_baseline(
     return GateResult("champion_beats_baseline", True, f"macro-F1 gain {diff:+.4f} >= margin {margin}", meta)
 
 
-def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = 2.0) -> GateResult:
+def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = MIN_IC_Z) -> GateResult:
     """The information coefficient (predicted score vs next return) must be positive and >= min_z SEs.
 
     Macro-F1 can be earned by predicting move size (volatility) without direction; the signal trades
@@ -99,7 +111,7 @@ def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = 2.0) -
 
 
 def champion_not_worse_than_production(
-    champion_f1: float, production_f1: float | None, tolerance: float = -0.005
+    champion_f1: float, production_f1: float | None, tolerance: float = PRODUCTION_TOLERANCE
 ) -> GateResult:
     """Champion macro-F1 minus Production's (same evaluation window) must be >= tolerance."""
     name = "champion_not_worse_than_production"
@@ -120,7 +132,7 @@ def feature_drift_below_limit(
     current_df: pd.DataFrame,
     columns: Sequence[str],
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
-    max_drifted_share: float = 0.5,
+    max_drifted_share: float = DRIFTED_SHARE_LIMIT,
 ) -> GateResult:
     """Share of features with PSI > psi_threshold (bins from the reference) must be <= max_drifted_share."""
     table = feature_drift_table(reference_df, current_df, columns, psi_threshold=psi_threshold)
@@ -146,34 +158,27 @@ def feature_drift_below_limit(
 
 
 def latency_within_slo(
-    predict_one: Callable[[], object], slo_ms: float = 5.0, n: int = 200, rounds: int = 3
+    predict_row: Callable[[int], object], slo_ms: float = LATENCY_SLO_MS, n: int = 200, rounds: int = 3
 ) -> GateResult:
-    """p99 over `n` single-row predictions of each call's best time across `rounds` (after one warm-up
-    call) <= slo_ms. `predict_one` should cycle through the same `n` rows in every round, so a call
-    index is one row: taking each row's best time removes pre-emption spikes of a shared machine
-    (another process on the core) while a model that is slow on some rows still shows in the p99."""
-    if n < 1 or rounds < 1:
-        raise ValueError(f"n and rounds must be >= 1, got n={n}, rounds={rounds}")
-    predict_one()
-    times = np.empty((rounds, n))
-    for r in range(rounds):
-        for i in range(n):
-            start = time.perf_counter()
-            predict_one()
-            times[r, i] = time.perf_counter() - start
-    best_per_row = times.min(axis=0) * 1e3
-    p99 = float(np.percentile(best_per_row, 99))
+    """p99 over `n` single-row predictions (`predict_row(i)`, row i) of each row's best CPU time across
+    `rounds` <= slo_ms. CPU time of this process, not elapsed time: another process on a busy 2-core
+    machine pre-empts the call and inflates its wall time (the same model read 2.3 / 4.1 / 5.0 ms p99 wall
+    in three runs), but not the CPU the model itself spends; a model slow on some rows still shows in
+    the p99. The wall-clock p99 is reported beside it."""
+    times = best_call_times_ms(predict_row, n, rounds)
+    p99 = float(np.percentile(times["cpu"], 99))
     meta: dict[str, MetadataValue] = {
         "p99_ms": p99,
-        "p50_ms": float(np.percentile(best_per_row, 50)),
+        "p50_ms": float(np.percentile(times["cpu"], 50)),
+        "p99_wall_ms": float(np.percentile(times["wall"], 99)),
+        "measured_as": f"CPU time of the process per single-row predict, each row's best of {rounds} rounds",
         "slo_ms": slo_ms,
         "n": n,
         "rounds": rounds,
-        "p99_ms_rounds": [float(np.percentile(times[r] * 1e3, 99)) for r in range(rounds)],
     }
     passed = p99 <= slo_ms
     verb = "<=" if passed else ">"
-    return GateResult("latency_within_slo", passed, f"p99 {p99:.2f} ms {verb} SLO {slo_ms} ms", meta)
+    return GateResult("latency_within_slo", passed, f"p99 {p99:.2f} ms CPU {verb} SLO {slo_ms} ms", meta)
 
 
 def _probability_matrix(output: object) -> np.ndarray:
@@ -189,19 +194,17 @@ def model_loads_and_predicts(
     input_example: pd.DataFrame | np.ndarray,
     n_classes: int | None = None,
     atol: float = 1e-6,
-    tracking_uri: str | None = None,
+    *,
+    adapter: MlflowAdapter,
 ) -> GateResult:
-    """Load `model_uri` with mlflow.pyfunc, predict `input_example`: one row of finite probabilities
-    in [0, 1] summing to 1 per input row (columns `p_*` when the output is a DataFrame)."""
-    import mlflow.pyfunc
-
+    """Load `model_uri` as a pyfunc through `adapter` (registry URIs resolve against ITS tracking URI),
+    predict `input_example`: one row of finite probabilities in [0, 1] summing to 1 per input row
+    (columns `p_*` when the output is a DataFrame)."""
     name = "model_loads_and_predicts"
     meta: dict[str, MetadataValue] = {"model_uri": model_uri, "n_rows": len(input_example)}
     try:
         start = time.perf_counter()
-        from market_master.lib.model import resolve_model_uri
-
-        model = mlflow.pyfunc.load_model(resolve_model_uri(model_uri, tracking_uri))
+        model = adapter.load_pyfunc_uri(model_uri)
         meta["load_s"] = time.perf_counter() - start
         proba = _probability_matrix(model.predict(input_example))
     except Exception as exc:  # the gate reports any load/predict failure as its verdict

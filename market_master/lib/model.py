@@ -114,7 +114,7 @@ class ComponentModel:
         state.pop("_fast_cache", None)
         return state
 
-    def decide(self, proba: np.ndarray) -> np.ndarray:
+    def class_indices_from_proba(self, proba: np.ndarray) -> np.ndarray:
         """Class index per row. The five classes are ORDERED: with `decision_cuts` (fitted on the validation
         window by `fit_decision_cuts`) the action is the band of the expected score sum_k p_k x score_k;
         without them, the argmax. With a weak signal the argmax almost never lands on the middle classes
@@ -136,7 +136,7 @@ class ComponentModel:
         """action, p_strong_sell .. p_strong_buy, confidence (max probability); index of `features`."""
         p = self.predict_proba(features)
         frame = pd.DataFrame(p, columns=PROBA_COLUMNS, index=features.index)
-        best = self.decide(p)
+        best = self.class_indices_from_proba(p)
         frame.insert(0, "action", np.asarray(self.classes, dtype=object)[best])
         frame["confidence"] = p.max(axis=1) if len(p) else np.array([])
         return frame
@@ -155,29 +155,3 @@ class ComponentPyfunc(mlflow.pyfunc.PythonModel):
         if self.component_model is None:
             raise RuntimeError("ComponentPyfunc used before load_context")
         return self.component_model.predict_frame(pd.DataFrame(model_input))
-
-
-def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> str:
-    """A `models:/name/version` or `models:/name@alias` URI resolved against `tracking_uri` (explicitly,
-    not MLflow's process-global URI, which a fresh process, e.g. a Dagster run worker or the API, has not
-    set) to the version's artifact location; other URIs are returned unchanged."""
-    if tracking_uri is None or not model_uri.startswith("models:/"):
-        return model_uri
-    name, _, ref = model_uri[len("models:/") :].partition("@")
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if ref:  # alias
-        version = client.get_model_version_by_alias(name, ref).version
-    else:
-        name, _, version = name.partition("/")
-        if not version:
-            raise ValueError(f"{model_uri}: expected models:/<name>/<version> or models:/<name>@<alias>")
-    return client.get_model_version_download_uri(name, version)
-
-
-def load_component_model(model_uri: str, tracking_uri: str | None = None) -> ComponentModel:
-    """The ComponentModel behind an MLflow pyfunc URI (models:/name@alias, models:/name/version, runs:/...,
-    a path). Registry URIs are resolved against `tracking_uri` when given."""
-    wrapper = mlflow.pyfunc.load_model(resolve_model_uri(model_uri, tracking_uri)).unwrap_python_model()
-    if not isinstance(wrapper, ComponentPyfunc) or wrapper.component_model is None:
-        raise TypeError(f"{model_uri} is not a ComponentPyfunc model (got {type(wrapper).__name__})")
-    return wrapper.component_model

@@ -1,4 +1,4 @@
-"""Evidently 0.7 monitoring reports (data drift, classification quality) + logging them to MLflow.
+"""Evidently 0.7 monitoring reports (data drift, classification quality); MlflowAdapter.log_report logs them.
 
 Each report saves the real Evidently HTML and returns a flat summary dict. Inputs above
 MAX_EVIDENTLY_ROWS rows are sampled (seeded, without replacement) before Evidently runs, to keep its
@@ -8,7 +8,6 @@ scikit-learn on all rows rather than parsed out of Evidently's snapshot.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -19,11 +18,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
+from market_master.lib.psi import DRIFTED_SHARE_LIMIT
+
 log = logging.getLogger(__name__)
 
 MAX_EVIDENTLY_ROWS = 20_000
 SAMPLE_SEED = 0
-DRIFT_SHARE = 0.5
+DRIFT_SHARE = DRIFTED_SHARE_LIMIT  # one home: lib.psi
 
 
 def _sample(df: pd.DataFrame, max_rows: int) -> pd.DataFrame:
@@ -205,37 +206,3 @@ def flatten_numeric(summary: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(value, bool | int | float | np.integer | np.floating) and math.isfinite(float(value)):
             out[name] = float(value)
     return out
-
-
-def log_report_to_mlflow(
-    tracking_uri: str, experiment_name: str, html_path: str | Path, summary: dict, run_name: str
-) -> str:
-    """Log the HTML (+ summary.json) as artifacts and numeric summary leaves as metrics; returns run id."""
-    from mlflow.tracking import MlflowClient
-
-    from market_master.lib.mlflow_experiments import ensure_experiment
-
-    html = Path(html_path)
-    if not html.exists():
-        raise FileNotFoundError(f"report HTML {html} does not exist")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = ensure_experiment(client, experiment_name)
-    run = client.create_run(
-        experiment_id, run_name=run_name, tags={"market_master.report": str(summary.get("report"))}
-    )
-    run_id = run.info.run_id
-    try:
-        client.log_artifact(run_id, str(html), artifact_path="reports")
-        client.log_dict(run_id, summary, f"reports/{html.stem}_summary.json")
-        metrics = flatten_numeric(summary)
-        if metrics:
-            from mlflow.entities import Metric
-
-            ts = int(run.info.start_time)
-            client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
-    log.info("logged %s to MLflow run %s (%s)", html.name, run_id, json.dumps(sorted(metrics)))
-    return run_id

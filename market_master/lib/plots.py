@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,14 +21,26 @@ def _pyplot():
     return plt
 
 
+@contextmanager
+def _figure(path: Path, figsize: tuple[float, float]) -> Iterator[Any]:
+    """One-axes figure: the body draws on the yielded axes; then grid, tight layout, saved to ``path``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=figsize)
+    try:
+        yield ax
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def plot_equity(result: BacktestResult, path: str | Path, title: str = "Equity after costs") -> Path:
     """Signal vs buy-and-hold vs always-flat equity over the backtest's bars; returns the PNG path."""
-    plt = _pyplot()
     path = Path(path)
     frame = result.frame
     x = range(len(frame))
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    try:
+    with _figure(path, (10, 4.5)) as ax:
         ax.plot(x, frame["strategy_equity"], label="WSS signal", lw=1.4)
         ax.plot(x, frame["buy_and_hold_equity"], label="buy & hold", lw=1.0, alpha=0.8)
         ax.plot(x, frame["flat_equity"], label="flat", lw=1.0, ls="--", color="grey")
@@ -33,11 +48,6 @@ def plot_equity(result: BacktestResult, path: str | Path, title: str = "Equity a
         ax.set_ylabel("equity (start = 1)")
         ax.set_title(f"{title} ({result.cost_bps:g} bp per unit change)")
         ax.legend(loc="best")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
     return path
 
 
@@ -49,12 +59,10 @@ def plot_wss(
     segments: dict[str, pd.Timestamp] | None = None,
 ) -> Path:
     """WSS over time with the BUY/SELL thresholds; optional vertical lines at segment starts."""
-    plt = _pyplot()
     path = Path(path)
     frame = signal.sort_values("hour").reset_index(drop=True)
     x = range(len(frame))
-    fig, ax = plt.subplots(figsize=(10, 4))
-    try:
+    with _figure(path, (10, 4)) as ax:
         ax.plot(x, frame["wss"], lw=0.8, label="WSS")
         ax.axhline(buy_threshold, color="green", ls="--", lw=1, label=f"BUY >= {buy_threshold:g}")
         ax.axhline(sell_threshold, color="red", ls="--", lw=1, label=f"SELL <= {sell_threshold:g}")
@@ -66,11 +74,6 @@ def plot_wss(
         ax.set_ylabel("weighted sentiment score")
         ax.set_title("WSS per hour")
         ax.legend(loc="lower left", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
     return path
 
 

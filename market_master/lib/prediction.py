@@ -182,8 +182,8 @@ def _classify(
             f"model.predict_proba returned shape {p.shape}, expected ({len(ok_pos)}, {len(CLASSES)})"
         )
     probs[ok_pos] = p
-    decide = getattr(model, "decide", None)
-    action[ok_pos] = _CLASS_ARRAY[decide(p) if decide is not None else p.argmax(axis=1)]
+    to_classes = getattr(model, "class_indices_from_proba", None)
+    action[ok_pos] = _CLASS_ARRAY[to_classes(p) if to_classes is not None else p.argmax(axis=1)]
     return status, action, probs
 
 
@@ -284,7 +284,6 @@ def predict_windows(
     config = getattr(model, "feature_config", None)
     if not isinstance(config, FeatureConfig):
         raise ValueError(f"predict_windows: the model has no FeatureConfig `feature_config` (got {config!r})")
-    lengths = np.empty(len(windows), dtype=np.int64)
     symbols: list[str] = []
     stamps = []
     values = []
@@ -299,7 +298,6 @@ def predict_windows(
             raise ValueError(
                 f"window {i} holds several symbols {sorted(set(sym.tolist()))[:5]}: one per window"
             )
-        lengths[i] = len(w)
         symbols.append(str(sym[0]))
         stamps.append(_window_ns(w, i))
         # single-column reads: a list selection per window costs ~10x more

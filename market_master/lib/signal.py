@@ -7,17 +7,23 @@ an ``ok`` prediction), then renormalised over the covered symbols, so WSS stays 
 is missing. No covered symbol -> ``wss`` NaN, decision HOLD and a ``reason``.
 
 Decision: BUY if wss >= buy_threshold, SELL if wss <= sell_threshold, else HOLD (both edges inclusive).
+The default thresholds live here only: ``DEFAULT_THRESHOLDS`` (BUY >= +0.5, SELL <= -0.5).
+
+``wss_contributions`` splits one hour's WSS into each symbol's additive share (the API's /signal/index).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from market_master.lib.labels import SCORES
+from market_master.lib.weights import WeightsHistory, WeightsSnapshot
 
 BUY, SELL, HOLD = "BUY", "SELL", "HOLD"
 SIGNAL_COLUMNS = (
@@ -32,7 +38,13 @@ SIGNAL_COLUMNS = (
     "reason",
 )
 
-WeightsLike = Mapping[str, float] | pd.Series | Callable[[pd.Timestamp], Mapping[str, float]]
+WeightsLike = (
+    Mapping[str, float]
+    | pd.Series
+    | WeightsSnapshot
+    | WeightsHistory
+    | Callable[[pd.Timestamp], Mapping[str, float] | WeightsSnapshot]
+)
 
 
 def validate_thresholds(buy_threshold: float, sell_threshold: float) -> None:
@@ -46,7 +58,23 @@ def validate_thresholds(buy_threshold: float, sell_threshold: float) -> None:
         )
 
 
-def decide(wss: pd.Series | np.ndarray, buy_threshold: float, sell_threshold: float) -> np.ndarray:
+@dataclass(frozen=True)
+class SignalThresholds:
+    """BUY if WSS >= ``buy``, SELL if WSS <= ``sell``, else HOLD (both edges inclusive; sell < buy)."""
+
+    buy: float = 0.5
+    sell: float = -0.5
+
+    def __post_init__(self) -> None:
+        validate_thresholds(self.buy, self.sell)
+
+
+DEFAULT_THRESHOLDS = SignalThresholds()
+
+
+def decisions_from_wss(
+    wss: pd.Series | np.ndarray, buy_threshold: float, sell_threshold: float
+) -> np.ndarray:
     """Vectorised decision rule: BUY if wss >= buy, SELL if wss <= sell, else HOLD (NaN -> HOLD)."""
     validate_thresholds(buy_threshold, sell_threshold)
     values = np.asarray(wss, dtype=float)
@@ -79,28 +107,43 @@ def normalize_snapshot(weights: Mapping[str, float] | pd.Series, where: str = "w
     return (series / series.sum()).to_dict()
 
 
-def _weights_frame(hours: pd.Index, weights: WeightsLike) -> pd.DataFrame:
-    """Long frame (hour, symbol, weight) with each hour's normalised snapshot."""
-    if (
-        callable(weights)
-        and not isinstance(weights, (Mapping, pd.Series))
-        and not hasattr(weights, "weights")
-    ):
-        parts = []
-        for hour in hours:
-            snap = normalize_snapshot(weights(hour), where=f"weights at {hour}")
-            parts.append(pd.DataFrame({"hour": hour, "symbol": list(snap), "weight": list(snap.values())}))
-        if not parts:
-            return pd.DataFrame({"hour": pd.Series(dtype=object), "symbol": [], "weight": []})
-        return pd.concat(parts, ignore_index=True)
-    snap = normalize_snapshot(weights)
-    symbols = np.array(list(snap), dtype=object)
-    w = np.array(list(snap.values()), dtype=float)
+def is_point_in_time(weights: object) -> bool:
+    """True for a ``WeightsHistory`` or a callable ``hour -> snapshot``; False for one snapshot."""
+    if isinstance(weights, WeightsHistory):
+        return True
+    return callable(weights) and not isinstance(weights, (Mapping, pd.Series, WeightsSnapshot))
+
+
+def weights_long(hours: pd.Index, weights: WeightsLike) -> pd.DataFrame:
+    """Long frame (hour, symbol, weight): each hour's normalised snapshot (``normalize_snapshot``).
+
+    ``weights``: one snapshot (dict / Series / ``WeightsSnapshot``), a ``WeightsHistory`` or a callable
+    ``hour -> snapshot``. ``hour`` keeps the dtype of ``hours``.
+    """
+    if not is_point_in_time(weights):
+        snap = normalize_snapshot(weights)
+        counts = np.full(len(hours), len(snap))
+        symbols, values = list(snap), list(snap.values())
+        sym_col, w_col = symbols * len(hours), values * len(hours)
+    else:
+        lookup = weights.at if isinstance(weights, WeightsHistory) else weights
+        cache: dict[tuple, dict[str, float]] = {}
+        counts, sym_col, w_col = np.zeros(len(hours), dtype=np.int64), [], []
+        for i, hour in enumerate(hours):
+            raw = lookup(hour)
+            mapping = raw.weights if isinstance(raw, WeightsSnapshot) else raw
+            key = tuple(sorted(dict(mapping).items()))
+            snap = cache.get(key)
+            if snap is None:
+                snap = cache[key] = normalize_snapshot(mapping, where=f"weights at {hour}")
+            counts[i] = len(snap)
+            sym_col += list(snap)
+            w_col += list(snap.values())
     return pd.DataFrame(
         {
-            "hour": hours.repeat(len(symbols)),
-            "symbol": np.tile(symbols, len(hours)),
-            "weight": np.tile(w, len(hours)),
+            "hour": hours[np.repeat(np.arange(len(hours)), counts)],
+            "symbol": np.asarray(sym_col, dtype=object),
+            "weight": np.asarray(w_col, dtype=float),
         }
     )
 
@@ -112,15 +155,16 @@ def _join_sorted(values: pd.Series) -> str:
 def compute_wss(
     predictions: pd.DataFrame,
     weights: WeightsLike,
-    buy_threshold: float = 0.5,
-    sell_threshold: float = -0.5,
+    buy_threshold: float = DEFAULT_THRESHOLDS.buy,
+    sell_threshold: float = DEFAULT_THRESHOLDS.sell,
 ) -> pd.DataFrame:
     """One row per hour of ``predictions``: WSS, decision and coverage (see module docstring).
 
     ``predictions`` needs ``hour, symbol, status, action`` (the ``predict_hours`` table). ``weights`` is a
-    single snapshot (dict / Series symbol -> weight) or a callable ``hour -> snapshot`` for point-in-time
-    weights. ``missing_symbols`` (weighted, no ``ok`` prediction) and ``unweighted_symbols`` (predicted but
-    without weight) are comma-separated, sorted symbol lists ("" when none).
+    single snapshot (dict / Series symbol -> weight), a ``WeightsHistory`` or a callable
+    ``hour -> snapshot`` for point-in-time weights (``weights_long``). ``missing_symbols`` (weighted, no
+    ``ok`` prediction) and ``unweighted_symbols`` (predicted but without weight) are comma-separated,
+    sorted symbol lists ("" when none).
     """
     validate_thresholds(buy_threshold, sell_threshold)
     required = {"hour", "symbol", "status", "action"}
@@ -139,7 +183,7 @@ def compute_wss(
         raise ValueError(f"ok predictions with an action outside {list(SCORES)}: {rows}")
 
     hours = pd.Index(pd.unique(predictions["hour"])).sort_values()
-    wf = _weights_frame(hours, weights)
+    wf = weights_long(hours, weights)
     preds = predictions[["hour", "symbol", "status", "action"]]
     merged = wf.merge(preds, on=["hour", "symbol"], how="outer")
     merged["weight"] = merged["weight"].fillna(0.0)
@@ -171,7 +215,40 @@ def compute_wss(
     out["unweighted_symbols"] = unweighted.reindex(out.index).fillna("")
     with np.errstate(invalid="ignore", divide="ignore"):
         out["wss"] = np.where(out["covered_weight"] > 0, out["_sw"] / out["covered_weight"], np.nan)
-    out["decision"] = decide(out["wss"], buy_threshold, sell_threshold)
+    out["decision"] = decisions_from_wss(out["wss"], buy_threshold, sell_threshold)
     out["reason"] = np.where(out["n_predicted"] == 0, "no weighted symbol with an ok prediction", "")
     out = out.reindex(hours).rename_axis("hour").reset_index()
     return out[list(SIGNAL_COLUMNS)]
+
+
+def wss_contributions(
+    predictions: Iterable[Mapping[str, Any]], weights: Mapping[str, float], covered_weight: float
+) -> list[dict[str, Any]]:
+    """Each symbol's additive share of one hour's WSS: ``score x weight / covered_weight``.
+
+    ``predictions``: that hour's ``predict_hours`` rows (``symbol, status, action, confidence``);
+    ``weights``: the snapshot the WSS was computed with (normalised here); ``covered_weight``: the WSS row's.
+    One dict per symbol that is weighted or predicted (sorted): ``symbol, status`` (None without a
+    prediction), ``action``, ``score`` and ``confidence`` (None unless ok), ``weight`` (normalised) and
+    ``contribution`` (0.0 unless ok). Over the ok symbols the contributions sum to the WSS.
+    """
+    snapshot = normalize_snapshot(weights)
+    by_symbol = {str(row["symbol"]): row for row in predictions}
+    out = []
+    for symbol in sorted(set(snapshot) | set(by_symbol)):
+        row = by_symbol.get(symbol, {})
+        ok = row.get("status") == "ok"
+        score = SCORES[row["action"]] if ok else None
+        weight = float(snapshot.get(symbol, 0.0))
+        out.append(
+            {
+                "symbol": symbol,
+                "status": row.get("status"),
+                "action": row["action"] if ok else None,
+                "score": score,
+                "weight": weight,
+                "contribution": score * weight / covered_weight if ok and covered_weight > 0 else 0.0,
+                "confidence": row.get("confidence") if ok else None,
+            }
+        )
+    return out

@@ -16,7 +16,14 @@ from urllib.parse import quote, unquote
 import pandas as pd
 import pyarrow.parquet as pq
 
-from market_master.lib.calendar import PARTITION_FMT, TZ, TimeLike, key_to_timestamp, to_timestamp
+from market_master.lib.calendar import (
+    PARTITION_FMT,
+    TZ,
+    TimeLike,
+    key_to_timestamp,
+    last_sessions_window,
+    to_timestamp,
+)
 
 SUFFIX = ".parquet"
 
@@ -71,18 +78,15 @@ class PartitionStore:
         """
         if key_column not in df.columns:
             raise KeyError(f"key column {key_column!r} not in {list(df.columns)}")
-        values = df[key_column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            stamps = pd.DatetimeIndex(values)
-            stamps = stamps.tz_localize(TZ) if stamps.tz is None else stamps.tz_convert(TZ)
-            keys = pd.Series(stamps.strftime(PARTITION_FMT), index=df.index)
-        else:
-            keys = values.astype(str)
+        keys = keys_of(df[key_column])
         written = []
         for key, group in df.groupby(keys, sort=True):
-            self.write(asset, str(key), group.reset_index(drop=True))
+            group = group.reset_index(drop=True)
+            group.attrs = dict(df.attrs)  # e.g. the feature table's FeatureConfig, kept in each slice
+            self.write(asset, str(key), group)
             written.append(str(key))
-        empty = df.iloc[0:0]
+        empty = df.iloc[0:0].copy()
+        empty.attrs = dict(df.attrs)
         for key in sorted(set(all_keys or ()) - set(written)):
             self.write(asset, key, empty)
             written.append(key)
@@ -128,16 +132,26 @@ class PartitionStore:
     def latest_key(self, asset: str, nonempty: bool = False) -> str | None:
         """The last stored key, or None when the asset has none. With `nonempty`, the last key whose slice
         has rows (holiday and half-day-afternoon partitions are stored as empty slices)."""
-        keys = self.keys(asset)
-        if not nonempty:
-            return keys[-1] if keys else None
+        return self.last_of(asset, self.keys(asset), nonempty)
+
+    def last_of(self, asset: str, keys: list[str], nonempty: bool = False) -> str | None:
+        """The last of the (sorted, stored) `keys`; with `nonempty`, the last whose slice has rows."""
         for key in reversed(keys):
-            if pq.read_metadata(self.path(asset, key)).num_rows > 0:
+            if not nonempty or pq.read_metadata(self.path(asset, key)).num_rows > 0:
                 return key
         return None
 
     def exists(self, asset: str, key: str) -> bool:
         return self.path(asset, key).exists()
+
+
+def keys_of(values: pd.Series) -> pd.Series:
+    """Partition keys of a column of bar-start timestamps (naive = New York time) or of keys already."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.DatetimeIndex(values)
+        stamps = stamps.tz_localize(TZ) if stamps.tz is None else stamps.tz_convert(TZ)
+        return pd.Series(stamps.strftime(PARTITION_FMT), index=values.index)
+    return values.astype(str)
 
 
 def _bound(value: TimeLike) -> pd.Timestamp:
@@ -147,3 +161,49 @@ def _bound(value: TimeLike) -> pd.Timestamp:
         except ValueError:
             pass
     return to_timestamp(value)
+
+
+class AssetSlices:
+    """A lazy, read-only view of one asset's stored slices.
+
+    What a NON-partitioned asset receives for a partitioned upstream (training reads a window of the
+    feature table, monitoring the latest sessions): handing it every stored hour as one frame would read
+    thousands of files it does not need. The view is bounded to the partitions Dagster mapped to the input.
+    """
+
+    def __init__(
+        self, store: PartitionStore, asset: str, lo: TimeLike | None = None, hi: TimeLike | None = None
+    ) -> None:
+        self.store, self.asset = store, asset
+        self._lo = _bound(lo) if lo is not None else None
+        self._hi = _bound(hi) if hi is not None else None
+
+    def __repr__(self) -> str:
+        return f"AssetSlices({self.asset!r}, {self._lo} .. {self._hi})"
+
+    def _in_bounds(self, key: str) -> bool:
+        t = key_to_timestamp(key)
+        return (self._lo is None or t >= self._lo) and (self._hi is None or t <= self._hi)
+
+    def keys(self) -> list[str]:
+        return [k for k in self.store.keys(self.asset) if self._in_bounds(k)]
+
+    def read(self, keys: Iterable[str]) -> pd.DataFrame:
+        return self.store.read(self.asset, [k for k in keys if self._in_bounds(k)])
+
+    def read_all(self) -> pd.DataFrame:
+        return self.read(self.keys())
+
+    def read_between(self, start_ts: TimeLike, end_ts: TimeLike) -> pd.DataFrame:
+        lo, hi = _bound(start_ts), _bound(end_ts)
+        return self.read([k for k in self.keys() if lo <= key_to_timestamp(k) <= hi])
+
+    def latest_key(self, nonempty: bool = False) -> str | None:
+        return self.store.last_of(self.asset, self.keys(), nonempty)
+
+    def last_sessions(self, n_sessions: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The window of the last `n_sessions` sessions up to the latest partition that has rows."""
+        key = self.latest_key(nonempty=True)
+        if key is None:
+            raise LookupError(f"{self.asset} has no stored rows yet: materialize it first")
+        return last_sessions_window(key_to_timestamp(key), n_sessions)

@@ -1,14 +1,15 @@
 """Time split with embargo, training of all candidates and baselines, champion selection, held-out test.
 
-Split of the distinct post-warm-up hours (all symbols), in time order:
+Split of the distinct post-warm-up hours (all symbols), in time order, with the shares and embargo of
+`TrainingConfig.segments` (lib/segments.py):
 
     train | embargo | validation | embargo | test
 
 The validation segment is used for ONE thing: picking the champion (macro-F1, then accuracy). The test
 segment is never looked at while choosing anything; its metrics (`TrainingResult.test_metrics`,
 `test_margin`, `test_margin_se`) are what the gates and reports use, so the selection over seven
-candidates does not inflate them. `test_fraction=0` drops the test segment (callers with their own test
-segment, e.g. lib/batch.py).
+candidates does not inflate them. `Segments(test=0)` drops the test segment; a caller with its own
+segments (lib/batch.py) passes `train_candidates(..., split=SplitBoundaries(...))` instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from market_master.lib.candidates import (
     CANDIDATE_NAMES,
@@ -35,8 +35,10 @@ from market_master.lib.candidates import (
     pipeline_params,
 )
 from market_master.lib.evaluation import (
+    BootstrapResult,
     classification_metrics,
     information_coefficient,
+    macro_f1,
     model_size_bytes,
     paired_bootstrap_macro_f1,
     session_split_metrics,
@@ -45,22 +47,24 @@ from market_master.lib.evaluation import (
 from market_master.lib.features import FEATURE_COLUMNS, FeatureConfig
 from market_master.lib.labels import CLASSES, NO_LABEL, LabelThresholds, next_bar_log_return
 from market_master.lib.model import ComponentModel
+from market_master.lib.segments import (
+    DEFAULT_SEGMENTS,
+    Segments,
+    SplitBoundaries,
+    post_warmup_hours,
+    split_hours,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What to train and how to split.
-
-    `valid_fraction` / `test_fraction` are shares of the post-warm-up hours; `embargo_bars` hours separate
-    train from validation and validation from test. `test_fraction=0` means no test segment.
-    """
+    """What to train and how to split: `segments` holds the validation / test shares of the post-warm-up
+    hours and the embargo (`Segments(test=0)`: no test segment); training gets the rest."""
 
     label_method: str = "session_volatility"
-    valid_fraction: float = 0.3
-    test_fraction: float = 0.2
-    embargo_bars: int = 7
+    segments: Segments = DEFAULT_SEGMENTS
     seed: int = 42
     candidates: tuple[str, ...] = CANDIDATE_NAMES
     svc_max_rows: int = SVC_MAX_ROWS
@@ -70,19 +74,6 @@ class TrainingConfig:
     bootstrap_n: int = 300
 
     def __post_init__(self) -> None:
-        if not 0.05 <= self.valid_fraction <= 0.8:
-            raise ValueError(f"TrainingConfig.valid_fraction={self.valid_fraction} outside [0.05, 0.8]")
-        if self.test_fraction != 0 and not 0.05 <= self.test_fraction <= 0.5:
-            raise ValueError(f"TrainingConfig.test_fraction={self.test_fraction}: 0 or within [0.05, 0.5]")
-        if self.valid_fraction + self.test_fraction > 0.8:
-            raise ValueError(
-                f"TrainingConfig: valid_fraction {self.valid_fraction} + test_fraction {self.test_fraction} "
-                "> 0.8 leaves too little training data"
-            )
-        if self.embargo_bars < 1:
-            raise ValueError(
-                f"TrainingConfig.embargo_bars={self.embargo_bars}: must be >= 1 (labels look 1 bar ahead)"
-            )
         unknown = [c for c in self.candidates if c not in CANDIDATE_NAMES]
         if unknown or not self.candidates:
             raise ValueError(f"TrainingConfig.candidates: unknown {unknown}; choose from {CANDIDATE_NAMES}")
@@ -90,9 +81,7 @@ class TrainingConfig:
     def to_dict(self) -> dict:
         return {
             "label_method": self.label_method,
-            "valid_fraction": self.valid_fraction,
-            "test_fraction": self.test_fraction,
-            "embargo_bars": self.embargo_bars,
+            **self.segments.to_dict(),
             "seed": self.seed,
             "candidates": ",".join(self.candidates),
             "svc_max_rows": self.svc_max_rows,
@@ -100,82 +89,9 @@ class TrainingConfig:
         }
 
 
-@dataclass(frozen=True)
-class SplitBoundaries:
-    """Hours (bar starts, all symbols): train_start..train_end | embargo | valid_start..valid_end
-    | embargo | test_start..test_end. Without a test segment test_start/test_end are None, n_test_hours 0."""
-
-    train_start: pd.Timestamp
-    train_end: pd.Timestamp
-    valid_start: pd.Timestamp
-    valid_end: pd.Timestamp
-    n_train_hours: int
-    n_embargo_hours: int
-    n_valid_hours: int
-    test_start: pd.Timestamp | None = None
-    test_end: pd.Timestamp | None = None
-    n_test_hours: int = 0
-
-    def masks(self, timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(train, validation) row masks."""
-        ts = pd.DatetimeIndex(timestamps)
-        train = np.asarray((ts >= self.train_start) & (ts <= self.train_end))
-        valid = np.asarray((ts >= self.valid_start) & (ts <= self.valid_end))
-        return train, valid
-
-    def test_mask(self, timestamps: pd.Series) -> np.ndarray:
-        """Row mask of the test segment (all False without one)."""
-        ts = pd.DatetimeIndex(timestamps)
-        if self.test_start is None or self.test_end is None:
-            return np.zeros(len(ts), dtype=bool)
-        return np.asarray((ts >= self.test_start) & (ts <= self.test_end))
-
-    def to_dict(self) -> dict:
-        return {
-            "train_start": self.train_start.isoformat(),
-            "train_end": self.train_end.isoformat(),
-            "valid_start": self.valid_start.isoformat(),
-            "valid_end": self.valid_end.isoformat(),
-            "test_start": self.test_start.isoformat() if self.test_start is not None else None,
-            "test_end": self.test_end.isoformat() if self.test_end is not None else None,
-            "n_train_hours": self.n_train_hours,
-            "n_embargo_hours": self.n_embargo_hours,
-            "n_valid_hours": self.n_valid_hours,
-            "n_test_hours": self.n_test_hours,
-        }
-
-
 def time_split(features: pd.DataFrame, config: TrainingConfig) -> SplitBoundaries:
-    """Split the distinct post-warm-up hours (over all symbols) in time order: training, `embargo_bars`
-    dropped, the next `valid_fraction` for validation, `embargo_bars` dropped, the last `test_fraction`
-    for test (no second embargo and no test when test_fraction == 0)."""
-    hours = pd.DatetimeIndex(
-        pd.unique(features.loc[~features["warmup"].to_numpy(bool), "timestamp"])
-    ).sort_values()
-    n = len(hours)
-    emb = config.embargo_bars
-    n_valid = int(np.ceil(config.valid_fraction * n))
-    n_test = int(np.ceil(config.test_fraction * n)) if config.test_fraction > 0 else 0
-    n_train = n - n_valid - emb - (n_test + emb if n_test else 0)
-    if n_valid < 1 or n_train < 20 or (config.test_fraction > 0 and n_test < 1):
-        raise ValueError(
-            f"time_split: {n} post-warm-up hours leave {n_train} training / {n_valid} validation / "
-            f"{n_test} test hours (embargo {emb}); need >= 20 training hours"
-        )
-    v0 = n_train + emb
-    v1 = v0 + n_valid
-    return SplitBoundaries(
-        train_start=hours[0],
-        train_end=hours[n_train - 1],
-        valid_start=hours[v0],
-        valid_end=hours[v1 - 1],
-        n_train_hours=n_train,
-        n_embargo_hours=emb,
-        n_valid_hours=n_valid,
-        test_start=hours[v1 + emb] if n_test else None,
-        test_end=hours[-1] if n_test else None,
-        n_test_hours=n_test,
-    )
+    """``segments.split_hours`` of the distinct post-warm-up hours (all symbols) with ``config.segments``."""
+    return split_hours(post_warmup_hours(features), config.segments)
 
 
 @dataclass
@@ -201,7 +117,8 @@ class TrainingResult:
     VALIDATION segment, where the champion was selected (optimistic for the champion). `test`,
     `test_metrics` (champion + the three baselines), `test_best_baseline_name`, `test_margin` and
     `test_margin_se` are on the held-out TEST segment: use those to judge the champion. Without a test
-    segment (test_fraction 0) `test` is None, `test_metrics` empty and the test numbers NaN.
+    segment (`Segments(test=0)` or a split without one) `test` is None, `test_metrics` empty and the test
+    numbers NaN.
     """
 
     config: TrainingConfig
@@ -258,10 +175,6 @@ def _check_warmup(features: pd.DataFrame, config: FeatureConfig) -> None:
         )
 
 
-def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(f1_score(y, pred, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
-
-
 def _subsample(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     if max_rows is None or n <= max_rows:
         return np.arange(n)
@@ -289,10 +202,24 @@ def _best(metrics: dict[str, dict]) -> str:
     return max(metrics, key=lambda k: (metrics[k]["macro_f1"], metrics[k]["accuracy"]))
 
 
-def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = None) -> TrainingResult:
-    """Fit labels on the training window, train every candidate and baseline, pick the champion on the
-    validation segment, then evaluate the champion and the baselines on the held-out test segment."""
-    config = config or TrainingConfig()
+@dataclass
+class _LabelledSegments:
+    """The split, the label thresholds (fitted on training rows) and each segment's labelled rows."""
+
+    split: SplitBoundaries
+    thresholds: LabelThresholds
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    y_train: np.ndarray
+    y_valid: np.ndarray
+    y_test: np.ndarray
+
+
+def _label_segments(
+    features: pd.DataFrame, config: TrainingConfig, split: SplitBoundaries | None
+) -> _LabelledSegments:
+    """Split (``time_split`` unless given), fit the label thresholds on the training rows only, label."""
     missing = [
         c for c in ["symbol", "timestamp", "close", "warmup", *FEATURE_COLUMNS] if c not in features.columns
     ]
@@ -301,135 +228,196 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
     _check_warmup(features, config.feature_config)
     frame = features.reset_index(drop=True)
     frame["next_return"] = next_bar_log_return(frame).to_numpy()
-    split = time_split(frame, config)
+    if split is None:
+        split = time_split(frame, config)
     train_mask, valid_mask = split.masks(frame["timestamp"])
     test_mask = split.test_mask(frame["timestamp"])
     usable = ~frame["warmup"].to_numpy(bool)
     thresholds = LabelThresholds(method=config.label_method).fit(frame[train_mask & usable])
     labels = thresholds.transform(frame)
     keep = usable & (labels != NO_LABEL)
-    train = frame[train_mask & keep].reset_index(drop=True)
-    valid = frame[valid_mask & keep].reset_index(drop=True)
-    test = frame[test_mask & keep].reset_index(drop=True)
-    y_train = labels[train_mask & keep]
-    y_valid = labels[valid_mask & keep]
-    y_test = labels[test_mask & keep]
-    if len(np.unique(y_train)) < 2 or len(valid) == 0 or (split.n_test_hours and len(test) == 0):
+    train, valid, test = (frame[m & keep].reset_index(drop=True) for m in (train_mask, valid_mask, test_mask))
+    y_train, y_valid, y_test = (labels[m & keep] for m in (train_mask, valid_mask, test_mask))
+    data = _LabelledSegments(split, thresholds, train, valid, test, y_train, y_valid, y_test)
+    if (
+        len(np.unique(data.y_train)) < 2
+        or len(data.valid) == 0
+        or (split.n_test_hours and len(data.test) == 0)
+    ):
         raise ValueError(
-            f"train_candidates: {len(train)} training / {len(valid)} validation / {len(test)} test rows "
-            "are unusable"
+            f"train_candidates: {len(data.train)} training / {len(data.valid)} validation / "
+            f"{len(data.test)} test rows are unusable"
         )
     log.info(
         "training on %d rows, selecting on %d validation rows, testing on %d rows (%s)",
-        len(train), len(valid), len(test), split.to_dict(),
-    )  # fmt: skip
+        len(data.train),
+        len(data.valid),
+        len(data.test),
+        split.to_dict(),
+    )
+    return data
 
-    window = (split.train_start.isoformat(), split.train_end.isoformat())
-    valid_window = (split.valid_start.isoformat(), split.valid_end.isoformat())
-    symbols = sorted(train["symbol"].unique().tolist())
-    validation = _outcome_frame(valid, y_valid)
 
-    specs = candidate_specs(config.svc_max_rows)
-    candidates: dict[str, CandidateResult] = {}
-    for name in config.candidates:
-        spec = specs[name]
-        rows = _subsample(len(train), spec.max_train_rows, config.seed)
-        pipe = build_pipeline(spec, FEATURE_COLUMNS, config.seed)
-        x_fit = train.loc[rows, ["symbol", *FEATURE_COLUMNS]]
-        t0 = time.perf_counter()
-        pipe.fit(x_fit, y_train[rows])
-        fit_s = time.perf_counter() - t0
-        model = ComponentModel(
-            name=name,
-            estimator=pipe,
-            classes=CLASSES,
-            feature_columns=list(FEATURE_COLUMNS),
-            feature_config=config.feature_config,
-            thresholds=thresholds,
-            training_window=window,
-            trained_symbols=symbols,
-            validation_window=valid_window,
-        )
-        t0 = time.perf_counter()
-        proba = model.predict_proba(valid)
-        predict_s = time.perf_counter() - t0
-        # The decision rule is a hyper-parameter chosen on the validation window (never the test window):
-        # ordinal bands of the expected score (ComponentModel.decide) or the plain argmax, whichever gives
-        # the higher validation macro-F1 (bands win with weak, ordered signals; a model whose expected score
-        # is not monotone in the class keeps the argmax).
-        model.fit_decision_cuts(proba, np.bincount(y_train, minlength=len(CLASSES)))
-        banded, argmax = model.decide(proba), proba.argmax(axis=1)
-        if macro_f1(y_valid, argmax) >= macro_f1(y_valid, banded):
-            model.decision_cuts = None
-        pred = model.decide(proba)
-        metrics = _evaluate(y_valid, pred, proba, valid)
-        metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}
-        metrics["model_size_mb"] = model_size_bytes(pipe) / 1e6
-        metrics |= single_row_latency_ms(
-            model.predict_proba, valid, config.latency_rows, config.latency_rounds
-        )
-        model.metrics = dict(metrics)
-        params = pipeline_params(pipe) | {
-            "max_train_rows": spec.max_train_rows or len(train),
-            "bounds": spec.notes,
-        }
-        candidates[name] = CandidateResult(model=model, params=params, metrics=metrics, notes=spec.notes)
-        validation[f"pred_{name}"] = pred
-        log.info("candidate %s: validation macro_f1=%.4f fit=%.1fs", name, metrics["macro_f1"], fit_s)
+def _component_model(
+    name: str, pipe: object, config: TrainingConfig, data: _LabelledSegments
+) -> ComponentModel:
+    split = data.split
+    return ComponentModel(
+        name=name,
+        estimator=pipe,
+        classes=CLASSES,
+        feature_columns=list(FEATURE_COLUMNS),
+        feature_config=config.feature_config,
+        thresholds=data.thresholds,
+        training_window=(split.train_start.isoformat(), split.train_end.isoformat()),
+        trained_symbols=sorted(data.train["symbol"].unique().tolist()),
+        validation_window=(split.valid_start.isoformat(), split.valid_end.isoformat()),
+    )
 
+
+def _choose_decision_rule(model: ComponentModel, proba: np.ndarray, data: _LabelledSegments) -> np.ndarray:
+    """The decision rule is a hyper-parameter chosen on the validation window (never the test window):
+    ordinal bands of the expected score (``ComponentModel.class_indices_from_proba``) or the plain argmax,
+    whichever gives the higher validation macro-F1 (bands win with weak, ordered signals; a model whose
+    expected score is not monotone in the class keeps the argmax). Returns the validation predictions."""
+    model.fit_decision_cuts(proba, np.bincount(data.y_train, minlength=len(CLASSES)))
+    banded, argmax = model.class_indices_from_proba(proba), proba.argmax(axis=1)
+    if macro_f1(data.y_valid, argmax) >= macro_f1(data.y_valid, banded):
+        model.decision_cuts = None
+    return model.class_indices_from_proba(proba)
+
+
+def _fit_candidate(
+    name: str, config: TrainingConfig, data: _LabelledSegments
+) -> tuple[CandidateResult, np.ndarray]:
+    """Fit one candidate on (a bounded subsample of) the training rows: its result and its validation
+    predictions."""
+    spec = candidate_specs(config.svc_max_rows)[name]
+    train, valid = data.train, data.valid
+    rows = _subsample(len(train), spec.max_train_rows, config.seed)
+    pipe = build_pipeline(spec, FEATURE_COLUMNS, config.seed)
+    t0 = time.perf_counter()
+    pipe.fit(train.loc[rows, ["symbol", *FEATURE_COLUMNS]], data.y_train[rows])
+    fit_s = time.perf_counter() - t0
+    model = _component_model(name, pipe, config, data)
+    t0 = time.perf_counter()
+    proba = model.predict_proba(valid)
+    predict_s = time.perf_counter() - t0
+    pred = _choose_decision_rule(model, proba, data)
+    metrics = _evaluate(data.y_valid, pred, proba, valid)
+    metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}
+    metrics["model_size_mb"] = model_size_bytes(pipe) / 1e6
+    metrics |= single_row_latency_ms(model.predict_proba, valid, config.latency_rows, config.latency_rounds)
+    model.metrics = dict(metrics)
+    params = pipeline_params(pipe) | {
+        "max_train_rows": spec.max_train_rows or len(train),
+        "bounds": spec.notes,
+    }
+    log.info("candidate %s: validation macro_f1=%.4f fit=%.1fs", name, metrics["macro_f1"], fit_s)
+    return CandidateResult(model=model, params=params, metrics=metrics, notes=spec.notes), pred
+
+
+def _fit_baselines(
+    config: TrainingConfig, data: _LabelledSegments, validation: pd.DataFrame
+) -> dict[str, BaselineResult]:
+    """Fit the three baselines on the training rows; adds their ``pred_<name>`` columns to ``validation``."""
     baselines: dict[str, BaselineResult] = {}
-    for baseline in (MajorityBaseline(), StratifiedBaseline(config.seed), MomentumBaseline(thresholds)):
-        baseline.fit(train, y_train)
+    for baseline in (MajorityBaseline(), StratifiedBaseline(config.seed), MomentumBaseline(data.thresholds)):
+        baseline.fit(data.train, data.y_train)
         t0 = time.perf_counter()
-        proba = baseline.predict_proba(valid)
-        pred = baseline_predict(baseline, valid)
-        metrics = _evaluate(y_valid, pred, proba, valid) | {"predict_time_s": time.perf_counter() - t0}
+        proba = baseline.predict_proba(data.valid)
+        pred = baseline_predict(baseline, data.valid)
+        metrics = _evaluate(data.y_valid, pred, proba, data.valid) | {
+            "predict_time_s": time.perf_counter() - t0
+        }
         baselines[baseline.name] = BaselineResult(
             baseline=baseline, params=baseline.params(), metrics=metrics
         )
         validation[f"pred_{baseline.name}"] = pred
+    return baselines
+
+
+def _bootstrap_margin(
+    y: np.ndarray, outcomes: pd.DataFrame, champion: str, baseline: str, config: TrainingConfig
+) -> BootstrapResult:
+    """macro-F1 of the champion minus the baseline's on ``outcomes`` (``pred_<name>`` columns) with its
+    hour-block bootstrap SE."""
+    return paired_bootstrap_macro_f1(
+        y,
+        outcomes[f"pred_{champion}"].to_numpy(),
+        outcomes[f"pred_{baseline}"].to_numpy(),
+        outcomes["hour"].to_numpy(),
+        n_boot=config.bootstrap_n,
+        seed=config.seed,
+    )
+
+
+@dataclass
+class _HeldOutTest:
+    """The test frame and metrics, the best baseline there and the champion's margin over it (or empty)."""
+
+    frame: pd.DataFrame | None = None
+    metrics: dict[str, dict] = field(default_factory=dict)
+    best_baseline: str | None = None
+    boot: BootstrapResult | None = None
+
+
+def _held_out_test(
+    champion: ComponentModel,
+    baselines: dict[str, BaselineResult],
+    config: TrainingConfig,
+    data: _LabelledSegments,
+) -> _HeldOutTest:
+    """Champion vs baselines on the test segment (never used to choose anything); empty without one."""
+    if not data.split.n_test_hours:
+        return _HeldOutTest()
+    frame, metrics = _test_outcomes(data.test, data.y_test, champion, baselines)
+    best = _best({k: v for k, v in metrics.items() if k in baselines})
+    boot = _bootstrap_margin(data.y_test, frame, champion.name, best, config)
+    metrics[champion.name] |= {"margin_vs_best_baseline": boot.diff, "margin_se": boot.se}
+    log.info(
+        "champion %s: test macro_f1=%.4f vs %s %.4f (margin %+.4f, SE %.4f)",
+        champion.name,
+        metrics[champion.name]["macro_f1"],
+        best,
+        metrics[best]["macro_f1"],
+        boot.diff,
+        boot.se,
+    )
+    return _HeldOutTest(frame, metrics, best, boot)
+
+
+def train_candidates(
+    features: pd.DataFrame, config: TrainingConfig | None = None, split: SplitBoundaries | None = None
+) -> TrainingResult:
+    """Fit labels on the training window, train every candidate and baseline, pick the champion on the
+    validation segment, then evaluate the champion and the baselines on the held-out test segment.
+
+    ``split``: given boundaries (e.g. batch mode's own session segments) instead of ``time_split``."""
+    config = config or TrainingConfig()
+    data = _label_segments(features, config, split)
+    validation = _outcome_frame(data.valid, data.y_valid)
+    candidates: dict[str, CandidateResult] = {}
+    for name in config.candidates:
+        candidates[name], validation[f"pred_{name}"] = _fit_candidate(name, config, data)
+    baselines = _fit_baselines(config, data, validation)
 
     # Selection: the validation segment only.
     champion_name = _best({k: v.metrics for k, v in candidates.items()})
     best_baseline = _best({k: v.metrics for k, v in baselines.items()})
-    boot = paired_bootstrap_macro_f1(
-        y_valid,
-        validation[f"pred_{champion_name}"].to_numpy(),
-        validation[f"pred_{best_baseline}"].to_numpy(),
-        validation["hour"].to_numpy(),
-        n_boot=config.bootstrap_n,
-        seed=config.seed,
-    )
+    boot = _bootstrap_margin(data.y_valid, validation, champion_name, best_baseline, config)
     champ = candidates[champion_name]
     champ.metrics |= {"margin_vs_best_baseline": boot.diff, "margin_se": boot.se}
-    validation[[f"p_{c}" for c in CLASSES]] = champ.model.predict_proba(valid)
+    validation[[f"p_{c}" for c in CLASSES]] = champ.model.predict_proba(data.valid)
 
-    # Reporting: the held-out test segment, never used to choose anything.
-    test_frame, test_metrics, test_best, test_boot = None, {}, None, None
-    if split.n_test_hours:
-        test_frame, test_metrics = _test_outcomes(test, y_test, champ.model, baselines)
-        test_best = _best({k: v for k, v in test_metrics.items() if k in baselines})
-        test_boot = paired_bootstrap_macro_f1(
-            y_test,
-            test_frame[f"pred_{champion_name}"].to_numpy(),
-            test_frame[f"pred_{test_best}"].to_numpy(),
-            test_frame["hour"].to_numpy(),
-            n_boot=config.bootstrap_n,
-            seed=config.seed,
-        )
-        test_metrics[champion_name] |= {"margin_vs_best_baseline": test_boot.diff, "margin_se": test_boot.se}
-        log.info(
-            "champion %s: test macro_f1=%.4f vs %s %.4f (margin %+.4f, SE %.4f)",
-            champion_name, test_metrics[champion_name]["macro_f1"], test_best,
-            test_metrics[test_best]["macro_f1"], test_boot.diff, test_boot.se,
-        )  # fmt: skip
+    test = _held_out_test(champ.model, baselines, config, data)
     champ.model.metrics = dict(champ.metrics) | {
-        f"test_{k}": v for k, v in test_metrics.get(champion_name, {}).items()
+        f"test_{k}": v for k, v in test.metrics.get(champion_name, {}).items()
     }
     return TrainingResult(
         config=config,
-        split=split,
-        thresholds=thresholds,
+        split=data.split,
+        thresholds=data.thresholds,
         candidates=candidates,
         baselines=baselines,
         champion_name=champion_name,
@@ -438,13 +426,15 @@ def train_candidates(features: pd.DataFrame, config: TrainingConfig | None = Non
         margin=boot.diff,
         margin_se=boot.se,
         validation=validation,
-        input_example=valid.head(3)[["symbol", *FEATURE_COLUMNS]].reset_index(drop=True),
-        label_counts={CLASSES[k]: int(v) for k, v in enumerate(np.bincount(y_train, minlength=len(CLASSES)))},
-        test=test_frame,
-        test_metrics=test_metrics,
-        test_best_baseline_name=test_best,
-        test_margin=test_boot.diff if test_boot else float("nan"),
-        test_margin_se=test_boot.se if test_boot else float("nan"),
+        input_example=data.valid.head(3)[["symbol", *FEATURE_COLUMNS]].reset_index(drop=True),
+        label_counts={
+            CLASSES[k]: int(v) for k, v in enumerate(np.bincount(data.y_train, minlength=len(CLASSES)))
+        },
+        test=test.frame,
+        test_metrics=test.metrics,
+        test_best_baseline_name=test.best_baseline,
+        test_margin=test.boot.diff if test.boot else float("nan"),
+        test_margin_se=test.boot.se if test.boot else float("nan"),
     )
 
 
@@ -455,7 +445,7 @@ def _test_outcomes(
     frame = _outcome_frame(test, y_test)
     metrics: dict[str, dict] = {}
     proba = champion.predict_proba(test)
-    pred = champion.decide(proba)
+    pred = champion.class_indices_from_proba(proba)
     metrics[champion.name] = _evaluate(y_test, pred, proba, test)
     frame[f"pred_{champion.name}"] = pred
     for name, base in baselines.items():

@@ -1,7 +1,7 @@
 """A real, small serving environment built once per session.
 
 Synthetic bars for the top-10 QQQ universe -> compute_features -> train_candidates (LogReg only) ->
-log_training into a tmp sqlite store -> promote v1 to Production; a second version (different seed and
+MlflowAdapter.log_training into a tmp sqlite store -> promote v1 to Production; a second version (different seed and
 training window) is registered but not promoted, for the alias-move tests. The local fallback copy of v1
 is exported, and the last hours are written as hourly_bars / feature_table / component_predictions /
 index_signal partitions exactly as the pipeline stores them.
@@ -18,13 +18,13 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from market_master.lib import registry
+from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.features import compute_features
+from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.prediction import ModelInfo, predict_hours
 from market_master.lib.signal import compute_wss
 from market_master.lib.sources.synthetic import SyntheticSource
 from market_master.lib.storage import PartitionStore
-from market_master.lib.tracking import log_training
 from market_master.lib.training import TrainingConfig, train_candidates
 from market_master.lib.weights import DEFAULT_UNIVERSE, EMBEDDED_AS_OF, embedded_top10
 from market_master.settings import EXPERIMENT_NAME, MODEL_NAME
@@ -56,6 +56,9 @@ class ApiEnv:
         values.update(overrides)
         return Settings(**values)
 
+    def adapter(self) -> MlflowAdapter:
+        return _adapter(self.root, self.tracking_uri)
+
 
 def _train(features: pd.DataFrame, seed: int):
     config = TrainingConfig(
@@ -65,15 +68,12 @@ def _train(features: pd.DataFrame, seed: int):
 
 
 def _register(result, root: Path, tracking_uri: str) -> str:
-    """log_training: parent + nested runs, champion pyfunc, registered (alias Staging)."""
-    registered = log_training(
-        result,
-        tracking_uri=tracking_uri,
-        experiment_name=EXPERIMENT_NAME,
-        model_name=MODEL_NAME,
-        artifact_location=(root / "mlflow" / "artifacts").as_uri(),
-    )
-    return str(registered.version)
+    """MlflowAdapter.log_training: parent + nested runs, champion pyfunc, registered (alias Staging)."""
+    return _adapter(root, tracking_uri).log_training(result).version
+
+
+def _adapter(root: Path, tracking_uri: str) -> MlflowAdapter:
+    return MlflowAdapter(tracking_uri, EXPERIMENT_NAME, MODEL_NAME, (root / "mlflow" / "artifacts").as_uri())
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +89,9 @@ def api_env(tmp_path_factory) -> ApiEnv:
     train_rows = features[features["timestamp"] < train_until].reset_index(drop=True)
     first = _train(train_rows, seed=1)
     v1 = _register(first, root, tracking_uri)
-    registry.promote(tracking_uri, MODEL_NAME, v1, actor="api-tests", reason="fixture")
-    registry.export_local_copy(
-        f"models:/{MODEL_NAME}@Production", root / "models" / "production", tracking_uri
-    )
+    adapter = _adapter(root, tracking_uri)
+    adapter.promote(v1, actor="api-tests", reason="fixture")
+    adapter.export_local_copy(root / "models" / "production", alias=PRODUCTION_ALIAS)
 
     store = PartitionStore(root / "partitions")
     stored_hours = hours[-STORED_HOURS:]
@@ -104,7 +103,7 @@ def api_env(tmp_path_factory) -> ApiEnv:
         first.champion,
         hours=signal_hours,
         universe=universe,
-        model_info=ModelInfo(MODEL_NAME, v1, "Production"),
+        model_info=ModelInfo(MODEL_NAME, v1, PRODUCTION_ALIAS),
     )
     store.write_many("component_predictions", preds, "hour")
     signal = compute_wss(preds, embedded_top10().weights)

@@ -10,8 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from market_master.lib import registry
-from market_master.settings import MODEL_NAME
 from market_master_tests.api.conftest import ADMIN_TOKEN, window
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -22,7 +20,7 @@ def moved_alias(api_env, second_version):
     """Production -> v2 for the test, back to v1 afterwards."""
     v2, model = second_version
     yield v2, model
-    registry.promote(api_env.tracking_uri, MODEL_NAME, api_env.v1, actor="api-tests", reason="restore")
+    api_env.adapter().promote(api_env.v1, actor="api-tests", reason="restore")
 
 
 def _probs(c, api_env):
@@ -46,7 +44,7 @@ def test_alias_move_then_reload_serves_new_version(api_env, moved_alias):
     with TestClient(create_app(api_env.settings())) as c:
         before_version, before = _probs(c, api_env)
         assert before_version == api_env.v1
-        registry.promote(api_env.tracking_uri, MODEL_NAME, v2, actor="api-tests", reason="move")
+        api_env.adapter().promote(v2, actor="api-tests", reason="move")
         # not reloaded yet: the old model keeps answering
         assert _probs(c, api_env) == (api_env.v1, before)
         r = c.post("/admin/reload", headers=AUTH)
@@ -62,7 +60,7 @@ def test_poll_swaps_while_old_model_keeps_answering(api_env, moved_alias):
     v2, _ = moved_alias
     with TestClient(create_app(api_env.settings(reload_poll_seconds=0.2))) as c:
         assert c.get("/health").json()["model_version"] == api_env.v1
-        registry.promote(api_env.tracking_uri, MODEL_NAME, v2, actor="api-tests", reason="move")
+        api_env.adapter().promote(v2, actor="api-tests", reason="move")
         statuses, versions, stop = [], set(), threading.Event()
 
         def hammer():

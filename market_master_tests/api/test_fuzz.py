@@ -13,9 +13,10 @@ from market_master_tests.api.conftest import ADMIN_TOKEN, window
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=12)
 ANY_JSON = st.recursive(
-    JSON_SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    JSON_SCALARS,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=12,
-)  # fmt: skip
+)
 EDGE_NUMBERS = st.sampled_from([0.0, -1.0, 1e-300, 1e308, float("nan"), float("inf"), -0.0, 1.0]) | st.floats(
     0.01, 1e4
 )
@@ -79,9 +80,12 @@ def test_no_operation_answers_5xx(client, api_env):
     spec = client.app.openapi()
     operations = [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
     assert {(p, m) for p, m, _ in operations} >= {
-        ("/health", "get"), ("/predict/component", "get"), ("/signal/index", "get"),
-        ("/predict", "post"), ("/admin/reload", "post"),
-    }  # fmt: skip
+        ("/health", "get"),
+        ("/predict/component", "get"),
+        ("/signal/index", "get"),
+        ("/predict", "post"),
+        ("/admin/reload", "post"),
+    }
     seen: list[int] = []
 
     def call(index: int, params: dict, body, auth: str | None, raw: bool):
@@ -90,8 +94,13 @@ def test_no_operation_answers_5xx(client, api_env):
         if auth is not None:
             headers["Authorization"] = auth
         content = json.dumps(body) if not raw else str(body)
-        r = client.request(method.upper(), path, params=params, content=content if body is not None else None,
-                           headers=headers)  # fmt: skip
+        r = client.request(
+            method.upper(),
+            path,
+            params=params,
+            content=content if body is not None else None,
+            headers=headers,
+        )
         seen.append(r.status_code)
         assert r.status_code < 500, (
             f"{method.upper()} {path} params={params} body={content[:300]} -> {r.text[:300]}"

@@ -70,7 +70,7 @@ def test_single_bar_without_symbol_says_how_many_bars_are_needed(client):
     assert r.status_code == 422
     body = r.json()
     assert body["error"] == "insufficient_history" and body["field"] == "bars"
-    assert "needs 17 bars" in body["message"] and "got 1" in body["message"]
+    assert "needs 17 bars" in body["message"] and "has 1" in body["message"]
 
 
 def test_single_bar_completed_from_stored_history(client, api_env):

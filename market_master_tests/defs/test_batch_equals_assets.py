@@ -7,16 +7,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from market_master.definitions import ASSETS, local_storage
 from market_master.defs.features.assets import feature_table
 from market_master.defs.inference.assets import component_predictions, index_signal
 from market_master.defs.ingestion.assets import hourly_bars, index_weights
-from market_master.defs.resources import MarketDataResource, MlflowResource, StorageResource
-from market_master.lib import registry
+from market_master.defs.resources import MarketDataResource, MlflowResource
 from market_master.lib.batch import run_batch
 from market_master.lib.features import compute_features
 from market_master.lib.labels import CLASSES
+from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.sources.synthetic import SyntheticSource
-from market_master.lib.tracking import log_training
 from market_master.lib.training import TrainingConfig, train_candidates
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
@@ -41,16 +41,18 @@ def test_batch_output_equals_asset_graph_output(tmp_path, mlflow_uri):
     )
     result = train_candidates(train_features, TrainingConfig(candidates=("LogReg",), latency_rows=0))
     name = f"mm-batch-eq-{uuid.uuid4().hex[:8]}"
-    registered = log_training(result, tracking_uri=mlflow_uri, model_name=name)
-    registry.promote(mlflow_uri, name, registered.version, actor="test", reason="test")
+    adapter = MlflowAdapter(mlflow_uri, model_name=name)
+    registered = adapter.log_training(result)
+    adapter.promote(registered.version, actor="test", reason="test")
 
     resources = {
         "market_data": MarketDataResource(source="csv", csv_dir=str(csv_dir), symbols=SYMBOLS),
-        "storage": StorageResource(root=str(tmp_path / "root")),
+        **local_storage(str(tmp_path / "root")),
         "mlflow": MlflowResource(tracking_uri=mlflow_uri, model_name=name),
     }
     assert dg.materialize(
-        [index_weights],
+        [hourly_bars, index_weights],
+        selection=[index_weights],
         resources=resources,
         run_config={"ops": {"index_weights": {"config": {"holdings_csv": str(holdings)}}}},
     ).success
@@ -66,7 +68,9 @@ def test_batch_output_equals_asset_graph_output(tmp_path, mlflow_uri):
         "dagster/asset_partition_range_start": "2024-02-20-09:30",
         "dagster/asset_partition_range_end": "2024-02-29-15:30",
     }
-    assert dg.materialize([component_predictions, index_signal], resources=resources, tags=rng).success
+    assert dg.materialize(
+        ASSETS, selection=[component_predictions, index_signal], resources=resources, tags=rng
+    ).success
 
     from market_master.lib.storage import PartitionStore
 

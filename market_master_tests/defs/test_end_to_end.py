@@ -8,7 +8,8 @@ rollback/promote through the CLI; a second rollback with nothing to roll back to
 import pytest
 
 from market_master import cli, settings
-from market_master.lib import registry
+from market_master.lib.aliases import PRODUCTION_ALIAS
+from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.storage import PartitionStore
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home, capsys):
-    uri, name = settings.default_tracking_uri(), settings.MODEL_NAME
+    adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
 
     assert cli.main([*ARGS, "--predictability", "1.0"]) == 0
     out = capsys.readouterr().out
@@ -34,7 +35,7 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
         assert f"gate {gate}" in out
     assert "FAIL" not in out
     assert "decision" in out and "covered weight" in out
-    assert registry.get_alias_version(uri, name, "Production") == "1"
+    assert adapter.alias_version(PRODUCTION_ALIAS) == "1"
     store = PartitionStore(isolated_home / "partitions")
     signal = store.read("index_signal", [store.latest_key("index_signal")])
     assert len(signal) == 1 and signal["decision"].iloc[0] in {"BUY", "SELL", "HOLD"}
@@ -48,13 +49,18 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
     out = capsys.readouterr().out
     assert "gate champion_beats_baseline" in out and "FAIL" in out
     assert "sensor skipped" in out and "champion_beats_baseline" in out
-    assert registry.get_alias_version(uri, name, "Production") == "1"
+    assert adapter.alias_version(PRODUCTION_ALIAS) == "1"
 
-    # manual promote of the (ungated) v2 and rollback back to v1; then nothing left to roll back to
-    assert cli.main(["promote", "--version", "2", "--reason", "test"]) == 0
-    assert registry.get_alias_version(uri, name, "Production") == "2"
+    # v2 failed its gates: a manual promote is refused unless forced, and a forced one says so
+    assert cli.main(["promote", "--version", "2", "--reason", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "did not pass its gates" in err and "champion_beats_baseline FAILED" in err
+    assert adapter.alias_version(PRODUCTION_ALIAS) == "1"
+    assert cli.main(["promote", "--version", "2", "--reason", "test", "--force"]) == 0
+    assert "FORCED past failed gates" in capsys.readouterr().out
+    assert adapter.alias_version(PRODUCTION_ALIAS) == "2"
     assert cli.main(["rollback", "--reason", "bad model"]) == 0
-    assert registry.get_alias_version(uri, name, "Production") == "1"
+    assert adapter.alias_version(PRODUCTION_ALIAS) == "1"
     assert cli.main(["rollback", "--reason", "again"]) == 2
     assert "no earlier version" in capsys.readouterr().err
     assert cli.main(["history"]) == 0
@@ -72,3 +78,7 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
         for r in records
     ]
     assert moves[:3] == [("2", "1"), ("1", "2"), ("none", "1")]
+    # ... each one a run of the same promote_job (one alias-move path), the forced one recorded as forced
+    with dg.DagsterInstance.get() as instance:
+        assert {instance.get_run_by_id(r.run_id).job_name for r in records[:3]} == {"promote_job"}
+    assert [r.asset_materialization.metadata["forced"].value for r in records[:3]] == [False, True, False]

@@ -4,9 +4,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from market_master.definitions import local_storage
 from market_master.defs.features.assets import feature_table
 from market_master.defs.ingestion.assets import hourly_bars, index_weights
-from market_master.defs.resources import MarketDataResource, StorageResource
+from market_master.defs.resources import MarketDataResource
 from market_master.lib.features import FeatureConfig, compute_features
 from market_master.lib.sources.synthetic import SyntheticSource
 from market_master.lib.storage import PartitionStore
@@ -18,7 +19,7 @@ RANGE = ("2024-03-01-09:30", "2024-03-12-15:30")
 def _resources(root, **market):
     return {
         "market_data": MarketDataResource(symbols=SYMBOLS, **market),
-        "storage": StorageResource(root=str(root)),
+        **local_storage(str(root)),
     }
 
 
@@ -62,7 +63,8 @@ def test_stored_features_equal_full_history_features(tmp_path):
         tags=_range_tags("2024-02-01-09:30", "2024-03-12-15:30"),
     ).success
     assert dg.materialize(
-        [feature_table],
+        [hourly_bars, feature_table],
+        selection=[feature_table],
         resources=_resources(tmp_path),
         tags=_range_tags("2024-03-11-09:30", "2024-03-12-15:30"),
     ).success
@@ -107,10 +109,11 @@ def test_a_bad_bar_fails_its_blocking_check_names_the_row_and_blocks_features(tm
 
 def test_index_weights_reports_missing_symbols(tmp_path):
     res = dg.materialize(
-        [index_weights],
+        [hourly_bars, index_weights],
+        selection=[index_weights],
         resources={
             "market_data": MarketDataResource(symbols=["AAPL", "MSFT", "TSM"]),
-            "storage": StorageResource(root=str(tmp_path)),
+            **local_storage(str(tmp_path)),
         },
     )
     md = res.asset_materializations_for_node("index_weights")[0].metadata

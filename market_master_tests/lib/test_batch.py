@@ -11,6 +11,7 @@ import pytest
 
 from market_master.lib import backtest
 from market_master.lib.batch import BatchInputError, run_batch, split_sessions
+from market_master.lib.segments import Segments
 from market_master.lib.sources.synthetic import SyntheticSource
 
 SYMBOLS = ["AAA", "BBB", "CCC", "TSM"]  # TSM: bars but no weight
@@ -204,12 +205,14 @@ def test_failed_error_check_names_the_rows(inputs, tmp_path):
         run_batch(bad, holdings, tmp_path / "out", candidates=("LogReg",))
 
 
-def test_split_sessions_fractions():
+def test_split_sessions_shares():
     hours = pd.date_range("2024-01-01 09:30", periods=30, freq="D", tz="America/New_York")
-    seg = split_sessions(hours, 0.6, 0.2)
+    seg = split_sessions(hours)  # the pipeline's shares: 0.5 | 0.25 | 0.25
+    assert [len(seg[k]) for k in ("train", "validation", "test")] == [15, 7, 8]
+    seg = split_sessions(hours, Segments(train=0.6, validation=0.2, test=0.2))
     assert [len(seg[k]) for k in ("train", "validation", "test")] == [18, 6, 6]
-    with pytest.raises(ValueError):
-        split_sessions(hours, 0.9, 0.2)
+    with pytest.raises(ValueError, match="has none"):
+        split_sessions(hours, Segments(train=0.75, validation=0.25, test=0.0))
 
 
 def _copy_without_proxy(csv_dir: Path, dest: Path) -> Path:

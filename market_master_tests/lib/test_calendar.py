@@ -113,3 +113,20 @@ def test_sessions_and_range_bounds():
     )
     with pytest.raises(ValueError, match="outside the calendar range"):
         cal.next_bar_start("1990-01-02 10:00")
+
+
+def test_last_sessions_window():
+    # sessions 07-01, 07-02, 07-03 (half-day), 07-05, 07-08: the 4th of July is a holiday
+    assert cal.last_sessions_window("2024-07-08 09:30", 5) == (
+        pd.Timestamp("2024-07-01", tz=cal.TZ),
+        pd.Timestamp("2024-07-08 09:30", tz=cal.TZ),
+    )
+    # 09:00 on 07-08 is before its first bar: 07-08 does not count yet
+    assert cal.last_sessions_window("2024-07-08 09:00", 5)[0] == pd.Timestamp("2024-06-28", tz=cal.TZ)
+    start, end = cal.last_sessions_window("2024-07-08", 2)  # a bare date covers the whole day
+    assert start == pd.Timestamp("2024-07-05", tz=cal.TZ) and end.date() == dt.date(2024, 7, 8)
+    assert end > pd.Timestamp("2024-07-08 23:59", tz=cal.TZ)
+    # fewer sessions than asked: from the calendar's first session
+    assert cal.last_sessions_window("2000-01-05 12:00", 50)[0] == pd.Timestamp(cal.CALENDAR_START, tz=cal.TZ)
+    with pytest.raises(ValueError, match="n_sessions"):
+        cal.last_sessions_window("2024-07-08", 0)

@@ -10,11 +10,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.monitoring import (
     classification_quality_report,
     data_drift_report,
     flatten_numeric,
-    log_report_to_mlflow,
 )
 from market_master_tests.lib.test_registry import unique_name
 
@@ -94,12 +94,12 @@ def test_classification_report_numbers_equal_sklearn(tmp_path):
         )
 
 
-def test_log_report_to_mlflow(mlflow_uri, tmp_path):
+def test_log_report_through_the_adapter(mlflow_uri, tmp_path):
     y_true, y_pred, proba = _predictions(300)
     html = tmp_path / "q.html"
     summary = classification_quality_report(y_true, y_pred, proba, html, labels=CLASSES)
     experiment = unique_name("monitoring")
-    run_id = log_report_to_mlflow(mlflow_uri, experiment, html, summary, run_name="quality-test")
+    run_id = MlflowAdapter(mlflow_uri, experiment).log_report(html, summary, run_name="quality-test")
     client = MlflowClient(tracking_uri=mlflow_uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from market_master.lib import calendar
-from market_master.lib.batch import metrics_markdown, run_batch
+from market_master.lib.batch import run_batch
+from market_master.lib.batch_report import metrics_markdown
 
 pytestmark = pytest.mark.realdata
 

@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_master.lib.signal import compute_wss, decide, validate_thresholds
+from market_master.lib.signal import (
+    DEFAULT_THRESHOLDS,
+    SignalThresholds,
+    compute_wss,
+    decisions_from_wss,
+    validate_thresholds,
+    weights_long,
+    wss_contributions,
+)
+from market_master.lib.weights import WeightsHistory, WeightsSnapshot
 
 TZ = "America/New_York"
 H0 = pd.Timestamp("2024-07-01 09:30", tz=TZ)
@@ -86,7 +95,7 @@ def test_no_covered_symbol_gives_nan_hold_with_reason():
     ],
 )
 def test_threshold_edges_are_inclusive(wss, decision):
-    assert decide(np.array([wss]), 0.5, -0.5)[0] == decision
+    assert decisions_from_wss(np.array([wss]), 0.5, -0.5)[0] == decision
 
 
 def test_exact_plus_half_from_actions_is_buy():
@@ -157,3 +166,62 @@ def test_ok_row_with_unknown_action_raises():
 def test_duplicate_prediction_rows_raise():
     with pytest.raises(ValueError, match="duplicate"):
         compute_wss(preds([(H0, "A", "ok", "buy"), (H0, "A", "ok", "sell")]), {"A": 1})
+
+
+def test_default_thresholds_are_the_compute_wss_defaults():
+    assert (DEFAULT_THRESHOLDS.buy, DEFAULT_THRESHOLDS.sell) == (0.5, -0.5)
+    p = preds([(H0, "A", "ok", "buy"), (H0, "B", "ok", "hold")])  # WSS exactly +0.5
+    assert compute_wss(p, {"A": 1, "B": 1}).loc[0, "decision"] == "BUY"
+    with pytest.raises(ValueError, match="strictly below"):
+        SignalThresholds(buy=0.2, sell=0.3)
+
+
+def test_contributions_sum_to_the_wss_and_skip_non_ok_rows():
+    p = preds(
+        [
+            (H0, "A", "ok", "strong_buy"),
+            (H0, "B", "missing_bar", None),
+            (H0, "D", "ok", "sell"),
+            (H0, "TSM", "ok", "strong_sell"),  # predicted, no weight
+        ]
+    )
+    p["confidence"] = [0.4, float("nan"), 0.3, 0.9]
+    weights = {"A": 4.0, "B": 3.0, "C": 2.0, "D": 1.0}  # C: weighted, no prediction row
+    row = compute_wss(p, weights).iloc[0]
+    parts = {c["symbol"]: c for c in wss_contributions(p.to_dict("records"), weights, row["covered_weight"])}
+    assert list(parts) == ["A", "B", "C", "D", "TSM"]
+    assert sum(c["contribution"] for c in parts.values()) == pytest.approx(row["wss"])
+    assert parts["A"]["contribution"] == pytest.approx(2 * 0.4 / 0.5)
+    assert parts["A"]["score"] == 2 and parts["A"]["confidence"] == 0.4 and parts["A"]["weight"] == 0.4
+    assert parts["B"] == {
+        "symbol": "B",
+        "status": "missing_bar",
+        "action": None,
+        "score": None,
+        "weight": pytest.approx(0.3),
+        "contribution": 0.0,
+        "confidence": None,
+    }
+    assert parts["C"]["status"] is None and parts["C"]["contribution"] == 0.0
+    assert parts["TSM"]["weight"] == 0.0 and parts["TSM"]["contribution"] == 0.0
+
+
+def test_contributions_without_coverage_are_zero():
+    p = preds([(H0, "A", "warmup", None)])
+    assert [c["contribution"] for c in wss_contributions(p.to_dict("records"), {"A": 1.0}, 0.0)] == [0.0]
+
+
+def test_weights_long_accepts_a_history_and_keeps_the_hour_dtype():
+    history = WeightsHistory(
+        [
+            WeightsSnapshot(as_of=H0.date(), weights={"A": 3.0, "B": 1.0}, source="t"),
+            WeightsSnapshot(as_of=(H0 + pd.Timedelta(days=1)).date(), weights={"B": 1.0}, source="t"),
+        ]
+    )
+    hours = pd.DatetimeIndex([H0, H1, H0 + pd.Timedelta(days=1)])
+    frame = weights_long(hours, history)
+    assert frame["hour"].dtype == hours.dtype
+    assert frame["symbol"].tolist() == ["A", "B", "A", "B", "B"]
+    assert frame["weight"].tolist() == pytest.approx([0.75, 0.25, 0.75, 0.25, 1.0])
+    static = weights_long(hours, {"A": 1.0, "B": 1.0})
+    assert len(static) == 6 and static["weight"].tolist() == pytest.approx([0.5] * 6)

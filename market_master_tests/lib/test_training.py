@@ -12,6 +12,7 @@ from market_master.lib.candidates import BASELINE_NAMES, CANDIDATE_NAMES
 from market_master.lib.evaluation import information_coefficient
 from market_master.lib.features import FEATURE_COLUMNS, compute_features
 from market_master.lib.labels import CLASSES
+from market_master.lib.segments import Segments
 from market_master.lib.sources.synthetic import SyntheticSource
 from market_master.lib.training import TrainingConfig, time_split, train_candidates
 
@@ -27,7 +28,7 @@ def result(features):
 
 
 def test_time_split_orders_hours_with_embargo(features) -> None:
-    cfg = TrainingConfig(embargo_bars=7)
+    cfg = TrainingConfig()  # the pipeline's segments: train 0.5 | validation 0.25 | test 0.25, embargo 7
     s = time_split(features, cfg)
     hours = pd.DatetimeIndex(pd.unique(features.loc[~features["warmup"], "timestamp"])).sort_values()
     assert s.train_end < s.valid_start <= s.valid_end < s.test_start <= s.test_end == hours[-1]
@@ -36,25 +37,27 @@ def test_time_split_orders_hours_with_embargo(features) -> None:
     assert len(gap1) == 7 and len(gap2) == 7
     assert (
         s.n_valid_hours
-        == int(np.ceil(0.3 * len(hours)))
+        == int(np.ceil(0.25 * len(hours)))
         == len(hours[(hours >= s.valid_start) & (hours <= s.valid_end)])
     )
-    assert s.n_test_hours == int(np.ceil(0.2 * len(hours))) == len(hours[hours >= s.test_start])
+    assert s.n_test_hours == int(np.ceil(0.25 * len(hours))) == len(hours[hours >= s.test_start])
     assert s.n_train_hours + 14 + s.n_valid_hours + s.n_test_hours == len(hours)
     train, valid = s.masks(features["timestamp"])
     test = s.test_mask(features["timestamp"])
     assert not (train & valid).any() and not (valid & test).any() and not (train & test).any()
     assert {"test_start", "test_end", "n_test_hours"} <= set(s.to_dict())
     with pytest.raises(ValueError, match="embargo"):
-        TrainingConfig(embargo_bars=0)
-    with pytest.raises(ValueError, match="test_fraction"):
-        TrainingConfig(test_fraction=0.01)
-    with pytest.raises(ValueError, match="0.8"):
-        TrainingConfig(valid_fraction=0.5, test_fraction=0.4)
+        Segments(embargo_bars=0)
+    with pytest.raises(ValueError, match="Segments.test"):
+        Segments(train=0.74, validation=0.25, test=0.01)
+    with pytest.raises(ValueError, match="at least 0.2"):
+        Segments(train=0.1, validation=0.5, test=0.4)
+    with pytest.raises(ValueError, match="must be 1"):
+        Segments(train=0.6, validation=0.3, test=0.2)
 
 
 def test_time_split_without_test_segment_keeps_the_old_split(features) -> None:
-    s = time_split(features, TrainingConfig(test_fraction=0.0))
+    s = time_split(features, TrainingConfig(segments=Segments(train=0.75, validation=0.25, test=0.0)))
     hours = pd.DatetimeIndex(pd.unique(features.loc[~features["warmup"], "timestamp"])).sort_values()
     assert s.test_start is None and s.test_end is None and s.n_test_hours == 0
     assert s.valid_end == hours[-1] and s.n_train_hours == len(hours) - s.n_valid_hours - 7

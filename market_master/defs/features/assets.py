@@ -4,61 +4,69 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.partitions import hourly_partitions
-from market_master.defs.resources import StorageResource
+from market_master.defs.io_manager import LOOKBACK
+from market_master.defs.partitions import feature_lookback, hourly_asset
 from market_master.lib import calendar
 from market_master.lib.bars import normalize_bars
-from market_master.lib.features import FeatureConfig, compute_features
+from market_master.lib.features import FEATURE_COLUMNS, WARMUP_DEFAULT, FeatureConfig, compute_features
+
+FEATURE_CONFIG_ATTR = "feature_config"
 
 
 class FeatureTableConfig(dg.Config):
-    warmup: int = Field(default=16, description="first W bars of each symbol are warm-up (no features)")
-    lookback_bars: int = Field(
-        default=64, description="bars read before the range; must cover the longest feature window"
+    warmup: int = Field(
+        default=WARMUP_DEFAULT, description="first W bars of each symbol are warm-up (no features)"
     )
 
 
-def lookback_start(start: pd.Timestamp, n_bars: int) -> pd.Timestamp:
-    """The bar start `n_bars` trading bars before `start` (calendar-aware)."""
-    bars = calendar.trading_bars(start - pd.Timedelta(days=max(14, n_bars // 3 + 14)), start)
-    bars = bars[bars < start]
-    return bars[-n_bars] if len(bars) >= n_bars else bars[0]
-
-
-@dg.asset(
+@hourly_asset(
+    "timestamp",
     group_name="features",
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["hourly_bars"],
+    ins={
+        "hourly_bars": dg.AssetIn(
+            partition_mapping=feature_lookback,
+            metadata={LOOKBACK: True},
+        )
+    },
     kinds={"parquet", "numpy"},
 )
 def feature_table(
-    context: dg.AssetExecutionContext, config: FeatureTableConfig, storage: StorageResource
-) -> dg.MaterializeResult:
-    """Causal features per (symbol, bar): row t uses bars <= t only. Warm-up rows are kept, flagged."""
+    context: dg.AssetExecutionContext, config: FeatureTableConfig, hourly_bars: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """Causal features per (symbol, bar): row t uses bars <= t only. Warm-up rows are kept, flagged.
+    The FeatureConfig travels with the slices (`attrs`), so training and serving use the same warm-up."""
     keys = context.partition_keys
     start, end = calendar.key_to_timestamp(keys[0]), calendar.key_to_timestamp(keys[-1])
-    store = storage.partitions()
-    history_start = lookback_start(start, config.lookback_bars)
-    bars = normalize_bars(store.read_between("hourly_bars", history_start, end))
-    if bars.empty:
-        raise dg.Failure(
-            f"no hourly_bars stored between {history_start} and {end}: materialize hourly_bars first"
-        )
-    features = compute_features(bars, FeatureConfig(warmup=config.warmup))
-    in_range = features[(features["timestamp"] >= start) & (features["timestamp"] <= end)]
-    store.write_many("feature_table", in_range, "timestamp", all_keys=keys)
-    n_warm = int(in_range["warmup"].sum())
-    return dg.MaterializeResult(
+    bars = normalize_bars(hourly_bars)
+    if not (bars["timestamp"] >= start).any() and any(
+        calendar.is_trading_bar(calendar.key_to_timestamp(k)) for k in keys
+    ):
+        raise dg.Failure(f"no hourly_bars stored between {start} and {end}: materialize hourly_bars first")
+    feature_config = FeatureConfig(warmup=config.warmup)
+    features = compute_features(bars, feature_config)
+    in_range = features[(features["timestamp"] >= start) & (features["timestamp"] <= end)].reset_index(
+        drop=True
+    )
+    in_range.attrs[FEATURE_CONFIG_ATTR] = feature_config.to_dict()
+    history = bars[bars["timestamp"] < start]
+    return dg.Output(
+        in_range,
         metadata={
             "rows": len(in_range),
-            "warmup_rows": n_warm,
+            "warmup_rows": int(in_range["warmup"].sum()),
+            "warmup": feature_config.warmup,
             "partitions": len(keys),
-            "history_bars_read": len(bars),
-            "history_start": str(history_start),
-            "n_features": int(
-                len([c for c in features.columns if c not in ("symbol", "timestamp", "close", "warmup")])
-            ),
+            "history_bars_read": len(history),
+            "history_start": str(history["timestamp"].min()) if len(history) else "none stored",
+            "n_features": len(FEATURE_COLUMNS),
             "preview": dg.MetadataValue.md(in_range.tail(5).round(4).astype(str).to_markdown(index=False)),
-        }
+        },
     )
+
+
+def stored_feature_config(features: pd.DataFrame) -> FeatureConfig:
+    """The FeatureConfig a feature_table frame was computed with (stored in its attrs)."""
+    stored = features.attrs.get(FEATURE_CONFIG_ATTR)
+    if stored is None:
+        raise dg.Failure("feature_table rows carry no feature_config: rematerialize feature_table")
+    return FeatureConfig.from_dict(stored)

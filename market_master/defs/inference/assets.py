@@ -7,12 +7,13 @@ import pandas as pd
 from pydantic import Field
 
 from market_master.defs.inference.loading import load_production_model, weights_lookup
-from market_master.defs.partitions import hourly_partitions
-from market_master.defs.resources import MarketDataResource, MlflowResource, StorageResource
+from market_master.defs.partitions import hourly_asset
+from market_master.defs.promotion.assets import production_model
+from market_master.defs.resources import MarketDataResource, MlflowResource
 from market_master.lib import calendar
 from market_master.lib.prediction import predict_hours
-from market_master.lib.signal import compute_wss
-from market_master.lib.tracking_signal import log_index_signal
+from market_master.lib.signal import DEFAULT_THRESHOLDS, compute_wss
+from market_master.lib.weights import WeightsHistory
 
 
 def _range(context: dg.AssetExecutionContext) -> tuple[list[str], pd.Timestamp, pd.Timestamp]:
@@ -25,33 +26,33 @@ def _trading_hours(keys: list[str]) -> list[pd.Timestamp]:
     return [t for t in stamps if calendar.is_trading_bar(t)]
 
 
-@dg.asset(
+@hourly_asset(
+    "hour",
     group_name="inference",
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["feature_table", "production_model"],
+    # the model is read from the registry alias that production_model moves: a dependency, not an input
+    deps=[production_model],
     kinds={"parquet", "mlflow"},
 )
 def component_predictions(
     context: dg.AssetExecutionContext,
     market_data: MarketDataResource,
-    storage: StorageResource,
     mlflow: MlflowResource,
-) -> dg.MaterializeResult:
+    feature_table: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
     """For each constituent and hour: action, five probabilities, confidence, timestamp_next, model used.
     Symbols in warm-up or without a bar get an explicit status and no action."""
     keys, start, end = _range(context)
     model, info = load_production_model(mlflow)
-    store = storage.partitions()
-    features = store.read_between("feature_table", start, end)
     hours = _trading_hours(keys)
-    if features.empty and hours:
+    if feature_table.empty and hours:
         raise dg.Failure(f"no feature_table rows between {start} and {end}: materialize feature_table first")
-    predictions = predict_hours(features, model, hours=hours, universe=market_data.symbols, model_info=info)
-    store.write_many("component_predictions", predictions, "hour", all_keys=keys)
+    predictions = predict_hours(
+        feature_table, model, hours=hours, universe=market_data.symbols, model_info=info
+    )
     status_counts = predictions["status"].value_counts().to_dict() if len(predictions) else {}
     last = predictions[predictions["hour"] == predictions["hour"].max()] if len(predictions) else predictions
-    return dg.MaterializeResult(
+    return dg.Output(
+        predictions,
         metadata={
             "rows": len(predictions),
             "hours": len(hours),
@@ -65,46 +66,39 @@ def component_predictions(
             )
             if len(last)
             else "none",
-        }
+        },
     )
 
 
 class IndexSignalConfig(dg.Config):
-    buy_threshold: float = Field(default=0.5, description="BUY /NQ when WSS >= this")
-    sell_threshold: float = Field(default=-0.5, description="SELL /NQ when WSS <= this")
+    buy_threshold: float = Field(default=DEFAULT_THRESHOLDS.buy, description="BUY /NQ when WSS >= this")
+    sell_threshold: float = Field(default=DEFAULT_THRESHOLDS.sell, description="SELL /NQ when WSS <= this")
     universe: str = Field(default="qqq", description="name of the index universe (served at /signal/index)")
     log_to_mlflow: bool = True
 
 
-@dg.asset(
-    group_name="inference",
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["component_predictions", "index_weights"],
-    kinds={"parquet", "mlflow"},
-)
+@hourly_asset("hour", group_name="inference", kinds={"parquet", "mlflow"})
 def index_signal(
     context: dg.AssetExecutionContext,
     config: IndexSignalConfig,
-    storage: StorageResource,
     mlflow: MlflowResource,
-) -> dg.MaterializeResult:
-    """Weighted Sentiment Score per hour (weights renormalised over predicted symbols) -> BUY / SELL / HOLD."""
-    keys, start, end = _range(context)
-    store = storage.partitions()
-    predictions = store.read_between("component_predictions", start, end)
-    weights_at, as_of_at, caveat = weights_lookup(storage)
-    signal = compute_wss(predictions, weights_at, config.buy_threshold, config.sell_threshold)
+    component_predictions: pd.DataFrame,
+    index_weights: WeightsHistory,
+) -> dg.Output[pd.DataFrame]:
+    """Weighted Sentiment Score per hour (weights renormalised over predicted symbols) -> BUY / SELL / HOLD.
+    Each row stores the thresholds and the point-in-time weights it was decided with."""
+    keys = context.partition_keys
+    weights_at, as_of_at, caveat = weights_lookup(index_weights)
+    signal = compute_wss(component_predictions, weights_at, config.buy_threshold, config.sell_threshold)
     if len(signal):
         signal["universe"] = config.universe
+        signal["buy_threshold"] = float(config.buy_threshold)
+        signal["sell_threshold"] = float(config.sell_threshold)
         signal["weights_as_of"] = [as_of_at(h) for h in signal["hour"]]
         signal["weights_json"] = [json.dumps(weights_at(h), sort_keys=True) for h in signal["hour"]]
-    store.write_many("index_signal", signal, "hour", all_keys=keys)
     run_id = None
     if config.log_to_mlflow and len(signal):
-        run_id = log_index_signal(
-            mlflow.uri(), mlflow.experiment_name, signal, run_name=f"index_signal {keys[0]}..{keys[-1]}"
-        )
+        run_id = mlflow.adapter().log_index_signal(signal, run_name=f"index_signal {keys[0]}..{keys[-1]}")
     # Per-partition numbers (so the UI charts WSS hour by hour, also after a single-run range backfill).
     by_key = {
         calendar.partition_key(h): row
@@ -142,4 +136,4 @@ def index_signal(
                 ),
             }
         )
-    return dg.MaterializeResult(metadata=meta)
+    return dg.Output(signal, metadata=meta)

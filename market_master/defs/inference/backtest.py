@@ -8,55 +8,49 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.inference.loading import load_production_model, stored_weights_history, weights_lookup
+from market_master.defs.inference.loading import production_version, production_window, weights_lookup
 from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.lib.backtest import backtest_report, weighted_constituent_returns
 from market_master.lib.plots import plot_equity, plot_wss
+from market_master.lib.storage import AssetSlices
+from market_master.lib.weights import WeightsHistory
 
 
 class BacktestConfig(dg.Config):
     cost_bps: float = Field(default=1.0, description="cost per unit of position change, basis points")
-    buy_threshold: float = Field(default=0.5, description="drawn on the WSS plot (use index_signal's value)")
-    sell_threshold: float = Field(
-        default=-0.5, description="drawn on the WSS plot (use index_signal's value)"
-    )
 
 
-def out_of_sample_start(model) -> pd.Timestamp:
-    """The first hour after everything the model was fitted or selected on."""
-    window = getattr(model, "validation_window", None) or model.training_window
-    return pd.Timestamp(window[1])
-
-
-@dg.asset(group_name="inference", deps=["index_signal", "hourly_bars"], kinds={"pandas", "matplotlib"})
+@dg.asset(group_name="inference", kinds={"pandas", "matplotlib"})
 def signal_backtest(
     context: dg.AssetExecutionContext,
     config: BacktestConfig,
     storage: StorageResource,
     mlflow: MlflowResource,
+    index_signal: AssetSlices,
+    hourly_bars: AssetSlices,
+    index_weights: WeightsHistory,
 ) -> dg.MaterializeResult:
     """Signal vs buy-and-hold vs flat on the weighted constituents' next-bar return (point-in-time weights),
     after costs, annualised with 1,764 bars/year, with PSR/DSR (one trial: thresholds were not swept here)."""
-    model, info = load_production_model(mlflow)
-    store = storage.partitions()
-    after = out_of_sample_start(model)
-    keys = store.keys("index_signal")
-    signal = store.read("index_signal", keys) if keys else pd.DataFrame()
+    info = production_version(mlflow)
+    # the first hour after everything the Production version was fitted or selected on
+    _, after = production_window(mlflow, info, "validation_window")
+    signal = index_signal.read_all()
     if signal.empty:
         raise dg.Failure("index_signal has no stored rows: materialize it first")
     signal = signal[signal["hour"] > after].sort_values("hour", ignore_index=True)
     if len(signal) < 2:
         raise dg.Failure(f"fewer than 2 signal hours after the model's validation window end {after}")
-    bars = store.read_between(
-        "hourly_bars", signal["hour"].min(), signal["hour"].max() + pd.Timedelta(days=5)
-    )
-    _, _, caveat = weights_lookup(storage)
-    proxy = weighted_constituent_returns(bars, stored_weights_history(storage))
+    bars = hourly_bars.read_between(signal["hour"].min(), signal["hour"].max() + pd.Timedelta(days=5))
+    _, _, caveat = weights_lookup(index_weights)
+    proxy = weighted_constituent_returns(bars, index_weights)
     report = backtest_report(signal[["hour", "decision"]], proxy, config.cost_bps, n_trials=1)
     result = report["result"]
     out = storage.path("reports", "signal_backtest", "x").parent
     equity = plot_equity(result, out / "equity.png")
-    wss = plot_wss(signal, out / "wss.png", config.buy_threshold, config.sell_threshold)
+    # the thresholds each hour was decided with (stored by index_signal); the latest ones are drawn
+    buy, sell = float(signal["buy_threshold"].iloc[-1]), float(signal["sell_threshold"].iloc[-1])
+    wss = plot_wss(signal, out / "wss.png", buy, sell)
     payload = {k: v for k, v in report.items() if k != "result"}
     payload["notes"] = list(payload.get("notes", [])) + [caveat]
     (out / "backtest.json").write_text(json.dumps(payload, indent=2, default=str))

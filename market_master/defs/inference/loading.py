@@ -1,49 +1,49 @@
 """Loading what the inference assets need: the Production model and point-in-time weights."""
 
-import datetime as dt
-
 import dagster as dg
+import pandas as pd
 
-from market_master.defs.resources import MlflowResource, StorageResource
-from market_master.lib import registry
-from market_master.lib.model import ComponentModel, load_component_model
+from market_master.defs.resources import MlflowResource
+from market_master.lib.aliases import PRODUCTION_ALIAS as PRODUCTION
+from market_master.lib.mlflow_adapter import RegistryError
+from market_master.lib.model import ComponentModel
 from market_master.lib.prediction import ModelInfo
-from market_master.lib.weights import WeightsHistory, WeightsSnapshot
-
-PRODUCTION = "Production"
+from market_master.lib.weights import WeightsHistory
 
 
-def load_production_model(mlflow: MlflowResource) -> tuple[ComponentModel, ModelInfo]:
-    """The model behind `<name>@Production` (never "the newest file"); a clear failure when unset."""
-    uri, name = mlflow.uri(), mlflow.model_name
+def production_version(mlflow: MlflowResource) -> ModelInfo:
+    """The version behind `<name>@Production` (never "the newest file"); a clear failure when unset."""
+    name = mlflow.model_name
     try:
-        version = registry.get_alias_version(uri, name, PRODUCTION)
-    except registry.RegistryError as exc:
+        version = mlflow.adapter().alias_version(PRODUCTION)
+    except RegistryError as exc:
         raise dg.Failure(f"cannot read {name}@{PRODUCTION} from the registry: {exc}") from exc
     if version is None:
         raise dg.Failure(
-            f"{name} has no {PRODUCTION} alias at {uri}: train (retrain_job) and let the gates promote a champion first"
+            f"{name} has no {PRODUCTION} alias at {mlflow.uri()}: train (retrain_job) and let the gates "
+            "promote a champion first"
         )
-    model = load_component_model(f"models:/{name}/{version}", uri)
-    return model, ModelInfo(name=name, version=str(version), alias=PRODUCTION)
+    return ModelInfo(name=name, version=str(version), alias=PRODUCTION)
 
 
-def stored_weights_history(storage: StorageResource) -> WeightsHistory:
-    """The normalised weight snapshots index_weights stored, as a point-in-time WeightsHistory."""
-    payload = storage.read_json("index_weights")
-    return WeightsHistory(
-        [
-            WeightsSnapshot(
-                as_of=dt.date.fromisoformat(s["as_of"]), weights=s["weights"], source=payload["source"]
-            )
-            for s in payload["snapshots"]
-        ]
-    )
+def load_production_model(mlflow: MlflowResource) -> tuple[ComponentModel, ModelInfo]:
+    """The Production model itself (for predictions)."""
+    info = production_version(mlflow)
+    return mlflow.adapter().load_model(info.version), info
 
 
-def weights_lookup(storage: StorageResource):
+def production_window(mlflow: MlflowResource, info: ModelInfo, tag: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """A window the Production version was registered with (`training_window`, `validation_window`), read
+    from its registry tags: no need to download the model for two timestamps."""
+    value = mlflow.adapter().version_tags(info.version).get(tag)
+    if not value or ".." not in value:
+        raise dg.Failure(f"{info.name} v{info.version} has no {tag!r} tag in the registry (got {value!r})")
+    start, end = value.split("..", 1)
+    return pd.Timestamp(start), pd.Timestamp(end)
+
+
+def weights_lookup(history: WeightsHistory):
     """(hour -> weights, hour -> as_of, caveat): the snapshot in force at each hour (point in time)."""
-    history = stored_weights_history(storage)
     caveat = (
         "single weights snapshot: today's weights were applied to all history"
         if len(history.snapshots) == 1

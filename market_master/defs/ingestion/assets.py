@@ -5,12 +5,19 @@ import pandas as pd
 from pydantic import Field
 
 from market_master.defs.ingestion.checks import BAR_CHECK_SPECS, check_results_for
-from market_master.defs.partitions import hourly_partitions
+from market_master.defs.partitions import hourly_asset
 from market_master.defs.resources import MarketDataResource, StorageResource
 from market_master.lib import calendar
 from market_master.lib.bars import normalize_bars, run_bar_checks
 from market_master.lib.sources import DataSourceError
-from market_master.lib.weights import embedded_top10, load_holdings_csv, normalize_weights
+from market_master.lib.storage import AssetSlices
+from market_master.lib.weights import (
+    WeightsHistory,
+    WeightsSnapshot,
+    embedded_top10,
+    load_holdings_csv,
+    normalize_weights,
+)
 
 
 class IndexWeightsConfig(dg.Config):
@@ -20,40 +27,32 @@ class IndexWeightsConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="ingestion", kinds={"json"})
+@dg.asset(group_name="ingestion", kinds={"pandas"})
 def index_weights(
     context: dg.AssetExecutionContext,
     config: IndexWeightsConfig,
     market_data: MarketDataResource,
-    storage: StorageResource,
-) -> dg.MaterializeResult:
-    """Index weights normalised over the configured universe; unused and missing symbols are reported."""
-    if config.holdings_csv:
-        history = load_holdings_csv(config.holdings_csv)
-        snapshots = history.snapshots
-    else:
-        snapshots = [embedded_top10()]
+    hourly_bars: AssetSlices,
+) -> dg.Output[WeightsHistory]:
+    """Index weights normalised over the configured universe, one snapshot per holdings date (point in
+    time); unused and missing symbols are reported."""
+    snapshots = (
+        load_holdings_csv(config.holdings_csv).snapshots if config.holdings_csv else [embedded_top10()]
+    )
     universe = list(market_data.symbols)
     normalized = [normalize_weights(s, universe) for s in snapshots]
     latest = normalized[-1]
-    payload = {
-        "universe": universe,
-        "source": snapshots[-1].source,
-        "snapshots": [
-            {"as_of": str(n.as_of), "weights": n.weights, "missing_weight": n.missing_weight}
-            for n in normalized
-        ],
-    }
-    path = storage.write_json("index_weights", payload)
+    history = WeightsHistory(
+        [WeightsSnapshot(as_of=n.as_of, weights=n.weights, source=n.source) for n in normalized]
+    )
     # Weighted symbols without stored bars stay in the weights (the signal's covered weight then shows the
     # gap) and are listed here; so are the snapshot's names outside the universe.
-    store = storage.partitions()
-    last_key = store.latest_key("hourly_bars", nonempty=True)
+    last_key = hourly_bars.latest_key(nonempty=True)
     if last_key is None:
         without_bars: list[str] | str = "no hourly_bars stored yet"
     else:
-        recent = store.read_between(
-            "hourly_bars", calendar.key_to_timestamp(last_key) - pd.Timedelta(days=7), last_key
+        recent = hourly_bars.read_between(
+            calendar.key_to_timestamp(last_key) - pd.Timedelta(days=7), last_key
         )
         have = set(recent["symbol"]) if len(recent) else set()
         without_bars = sorted(s for s in latest.weights if s not in have)
@@ -64,7 +63,8 @@ def index_weights(
         context.log.warning(
             f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}"
         )
-    return dg.MaterializeResult(
+    return dg.Output(
+        history,
         metadata={
             "as_of": str(latest.as_of),
             "n_snapshots": len(normalized),
@@ -77,22 +77,18 @@ def index_weights(
             "without_bars (last 7 days)": dg.MetadataValue.json(without_bars),
             "n_outside_universe": len(outside),
             "outside_universe (largest 20)": dg.MetadataValue.json([f"{s} {w:.3f}" for s, w in outside[:20]]),
-            "path": dg.MetadataValue.path(str(path)),
-        }
+        },
     )
 
 
-@dg.asset(
+@hourly_asset(
+    "timestamp",
     group_name="ingestion",
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
     check_specs=BAR_CHECK_SPECS,
     kinds={"parquet"},
 )
-def hourly_bars(
-    context: dg.AssetExecutionContext, market_data: MarketDataResource, storage: StorageResource
-) -> dg.MaterializeResult:
+def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource, storage: StorageResource):
     """Completed 1-hour OHLCV bars of every universe symbol, one slice per trading-hour partition.
 
     Rows are stored as they came (bad ones too, so nothing is lost); the blocking checks stop downstream
@@ -106,7 +102,6 @@ def hourly_bars(
         bars = normalize_bars(market_data.get_source().fetch(symbols, start, end))
     except DataSourceError as exc:
         raise dg.Failure(f"market data source {market_data.source!r} failed: {exc}") from exc
-    store = storage.partitions()
     row_keys = bars["timestamp"].dt.strftime(calendar.PARTITION_FMT)
     in_range = row_keys.isin(set(keys))
     quarantined = bars[~in_range]
@@ -114,16 +109,16 @@ def hourly_bars(
     if len(quarantined):
         quarantine_path = storage.path("quarantine", "hourly_bars", f"{keys[0]}__{keys[-1]}.parquet")
         quarantined.to_parquet(quarantine_path)
-    store.write_many("hourly_bars", bars[in_range], "timestamp", all_keys=keys)
     with_rows = set(row_keys[in_range])
     non_trading = [
         k for k in keys if k not in with_rows and not calendar.is_trading_bar(calendar.key_to_timestamp(k))
     ]
     outcomes = run_bar_checks(bars, expected_symbols=symbols)
     context.log.info(f"hourly_bars: {len(bars)} bars, {len(keys)} partitions ({keys[0]} .. {keys[-1]})")
-    return dg.MaterializeResult(
+    yield dg.Output(
+        bars[in_range].reset_index(drop=True),
         metadata={
-            "rows": len(bars),
+            "rows": int(in_range.sum()),
             "partitions": len(keys),
             "first_partition": keys[0],
             "last_partition": keys[-1],
@@ -134,5 +129,5 @@ def hourly_bars(
             "quarantined_out_of_session_rows": len(quarantined),
             "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
         },
-        check_results=check_results_for(outcomes),
     )
+    yield from check_results_for(outcomes)

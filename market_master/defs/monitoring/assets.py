@@ -5,17 +5,20 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.inference.loading import load_production_model
+from market_master.defs.inference.loading import production_version, production_window
+from market_master.defs.promotion.assets import production_model
 from market_master.defs.resources import MlflowResource, StorageResource
-from market_master.defs.windows import latest_window
 from market_master.lib import monitoring
 from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.labels import CLASSES
-from market_master.lib.model import load_component_model
+from market_master.lib.psi import CURRENT_WINDOW_SESSIONS
+from market_master.lib.storage import AssetSlices
 
 
 class MonitoringConfig(dg.Config):
-    window_days: int = Field(default=5, description="latest trading days compared with the training window")
+    window_days: int = Field(
+        default=CURRENT_WINDOW_SESSIONS, description="latest trading days compared with the training window"
+    )
 
 
 def _stamp(end: pd.Timestamp) -> str:
@@ -29,26 +32,24 @@ def _meta(summary: dict) -> dict:
     return out
 
 
-@dg.asset(group_name="monitoring", deps=["feature_table", "production_model"], kinds={"evidently", "mlflow"})
+@dg.asset(group_name="monitoring", deps=[production_model], kinds={"evidently", "mlflow"})
 def feature_drift_report(
     context: dg.AssetExecutionContext,
     config: MonitoringConfig,
     storage: StorageResource,
     mlflow: MlflowResource,
+    feature_table: AssetSlices,
 ) -> dg.MaterializeResult:
     """Data drift of the features: reference = the Production model's training window, current = latest window."""
-    model, info = load_production_model(mlflow)
-    store = storage.partitions()
-    ref_start, ref_end = (pd.Timestamp(t) for t in model.training_window)
-    reference = store.read_between("feature_table", ref_start, ref_end)
-    start, end = latest_window(store, "feature_table", config.window_days)
-    current = store.read_between("feature_table", start, end)
+    info = production_version(mlflow)
+    ref_start, ref_end = production_window(mlflow, info, "training_window")
+    reference = feature_table.read_between(ref_start, ref_end)
+    start, end = feature_table.last_sessions(config.window_days)
+    current = feature_table.read_between(start, end)
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     html = storage.path("monitoring", f"feature_drift_{_stamp(end)}.html")
     summary = monitoring.data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
-    run_id = monitoring.log_report_to_mlflow(
-        mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"feature_drift {end}"
-    )
+    run_id = mlflow.adapter().log_report(html, summary, run_name=f"feature_drift {end}")
     return dg.MaterializeResult(
         metadata={
             **_meta(summary),
@@ -61,26 +62,25 @@ def feature_drift_report(
     )
 
 
-@dg.asset(
-    group_name="monitoring", deps=["component_predictions", "feature_table"], kinds={"evidently", "mlflow"}
-)
+@dg.asset(group_name="monitoring", kinds={"evidently", "mlflow"})
 def classification_quality_report(
     context: dg.AssetExecutionContext,
     config: MonitoringConfig,
     storage: StorageResource,
     mlflow: MlflowResource,
+    component_predictions: AssetSlices,
+    feature_table: AssetSlices,
 ) -> dg.MaterializeResult:
     """Realised quality of the stored predictions on the latest labelled window. Each prediction is
     labelled with the thresholds stored in the model version that made it."""
-    _, info = load_production_model(mlflow)
-    store = storage.partitions()
-    start, end = latest_window(store, "component_predictions", config.window_days)
-    predictions = store.read_between("component_predictions", start, end)
+    info = production_version(mlflow)
+    start, end = component_predictions.last_sessions(config.window_days)
+    predictions = component_predictions.read_between(start, end)
     predictions = predictions[predictions["status"] == "ok"]
-    features = store.read_between("feature_table", start, end)
+    features = feature_table.read_between(start, end)
     parts = []
     for version, preds in predictions.groupby("model_version"):
-        thresholds = load_component_model(f"models:/{mlflow.model_name}/{version}", mlflow.uri()).thresholds
+        thresholds = mlflow.adapter().load_model(version).thresholds
         labelled = features[["symbol", "timestamp"]].assign(label=thresholds.transform(features))
         parts.append(preds.merge(labelled, left_on=["symbol", "hour"], right_on=["symbol", "timestamp"]))
     joined = pd.concat(parts, ignore_index=True) if parts else predictions.assign(label=[])
@@ -94,9 +94,7 @@ def classification_quality_report(
     proba = joined[[f"p_{c}" for c in CLASSES]]
     html = storage.path("monitoring", f"classification_quality_{_stamp(end)}.html")
     summary = monitoring.classification_quality_report(y_true, y_pred, proba, html, labels=list(CLASSES))
-    run_id = monitoring.log_report_to_mlflow(
-        mlflow.uri(), mlflow.experiment_name, html, summary, run_name=f"classification_quality {end}"
-    )
+    run_id = mlflow.adapter().log_report(html, summary, run_name=f"classification_quality {end}")
     return dg.MaterializeResult(
         metadata={
             **_meta(summary),

@@ -6,11 +6,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.resources import MlflowResource, StorageResource
+from market_master.defs.features.assets import stored_feature_config
+from market_master.defs.resources import MlflowResource
 from market_master.lib import calendar
+from market_master.lib.aliases import STAGING_ALIAS
 from market_master.lib.candidates import CANDIDATE_NAMES
-from market_master.lib.features import FeatureConfig
-from market_master.lib.tracking import log_training
+from market_master.lib.segments import DEFAULT_SEGMENTS, Segments
+from market_master.lib.storage import AssetSlices
 from market_master.lib.training import TrainingConfig, TrainingResult, train_candidates
 
 
@@ -24,47 +26,50 @@ class TrainingAssetConfig(dg.Config):
     label_method: str = Field(
         default="session_volatility", description="quantile | volatility | session_volatility"
     )
-    valid_fraction: float = Field(default=0.25, description="share of hours for model selection")
-    test_fraction: float = Field(default=0.25, description="held-out share of hours the gates judge on")
-    embargo_bars: int = 7
-    warmup: int = 16
+    validation_share: float = Field(
+        default=DEFAULT_SEGMENTS.validation, description="share of hours for model selection"
+    )
+    test_share: float = Field(
+        default=DEFAULT_SEGMENTS.test, description="held-out share of hours the gates judge on"
+    )
+    embargo_bars: int = Field(default=DEFAULT_SEGMENTS.embargo_bars, description="hours between segments")
+
+    def segments(self) -> Segments:
+        train = 1.0 - self.validation_share - self.test_share
+        return Segments(train, self.validation_share, self.test_share, self.embargo_bars)
+
     candidates: list[str] = Field(default_factory=lambda: list(CANDIDATE_NAMES))
     seed: int = 42
 
 
-def training_window(store, config: TrainingAssetConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
-    end_key = config.end or store.latest_key("feature_table")
+def training_window(
+    feature_table: AssetSlices, config: TrainingAssetConfig
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    end_key = config.end or feature_table.latest_key()
     if end_key is None:
         raise dg.Failure(
             "feature_table has no stored partitions: materialize hourly_bars and feature_table first"
         )
-    end = calendar.key_to_timestamp(end_key)
-    sessions = calendar.sessions_between(end - pd.Timedelta(days=int(config.window_days * 1.6) + 10), end)
-    start_day = sessions[-config.window_days] if len(sessions) >= config.window_days else sessions[0]
-    return pd.Timestamp(start_day.date(), tz=calendar.TZ), end
+    return calendar.last_sessions_window(calendar.key_to_timestamp(end_key), config.window_days)
 
 
-@dg.asset(group_name="training", deps=["feature_table"], kinds={"sklearn", "mlflow"})
+@dg.asset(group_name="training", kinds={"sklearn"})
 def candidate_models(
-    context: dg.AssetExecutionContext, config: TrainingAssetConfig, storage: StorageResource
+    context: dg.AssetExecutionContext, config: TrainingAssetConfig, feature_table: AssetSlices
 ) -> TrainingResult:
-    """All candidates + baselines trained on one time split; labels fitted on the training window only."""
-    store = storage.partitions()
-    start, end = training_window(store, config)
-    features = store.read_between("feature_table", start, end).sort_values(
-        ["symbol", "timestamp"], ignore_index=True
-    )
+    """All candidates + baselines trained on one time split; labels fitted on the training window only.
+    The warm-up is the one the feature table was computed with (stored with its slices)."""
+    start, end = training_window(feature_table, config)
+    features = feature_table.read_between(start, end).sort_values(["symbol", "timestamp"], ignore_index=True)
     if features.empty:
         raise dg.Failure(f"no feature_table rows between {start} and {end}")
     # Rows stored as warm-up stay warm-up; a window that starts mid-history begins warm-up free.
     tc = TrainingConfig(
         label_method=config.label_method,
-        valid_fraction=config.valid_fraction,
-        test_fraction=config.test_fraction,
-        embargo_bars=config.embargo_bars,
+        segments=config.segments(),
         seed=config.seed,
         candidates=tuple(config.candidates),
-        feature_config=FeatureConfig(warmup=config.warmup),
+        feature_config=stored_feature_config(features),
     )
     result = train_candidates(features, tc)
     table = result.table()
@@ -73,6 +78,7 @@ def candidate_models(
             "rows": len(features),
             "window": f"{start} .. {end}",
             "split": dg.MetadataValue.json(result.split.to_dict()),
+            "warmup (from feature_table)": tc.feature_config.warmup,
             "champion": result.champion_name,
             "best_baseline": result.best_baseline_name,
             "champion_macro_f1": float(table.loc[result.champion_name, "macro_f1"]),
@@ -133,13 +139,7 @@ def champion_model(
 ) -> ChampionRecord:
     """The winning pipeline logged once as an MLflow pyfunc (with thresholds, feature list, window),
     every candidate and baseline as nested runs, registered with alias Staging."""
-    registered = log_training(
-        candidate_models,
-        tracking_uri=mlflow.uri(),
-        experiment_name=mlflow.experiment_name,
-        model_name=mlflow.model_name,
-        artifact_location=mlflow.artifact_location(),
-    )
+    registered = mlflow.adapter().log_training(candidate_models)
     record = ChampionRecord(
         model_name=registered.name,
         version=str(registered.version),
@@ -154,7 +154,7 @@ def champion_model(
         {
             "model_name": registered.name,
             "model_version": str(registered.version),
-            "alias": "Staging",
+            "alias": STAGING_ALIAS,
             "model_uri": registered.model_uri,
             "champion": candidate_models.champion_name,
             "macro_f1": float(m["macro_f1"]),

@@ -9,13 +9,16 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from market_master.defs.resources import MlflowResource, StorageResource
+from market_master.defs.features.assets import feature_table as feature_table_asset
+from market_master.defs.resources import MlflowResource
 from market_master.defs.training.assets import ChampionRecord
-from market_master.defs.windows import latest_window
-from market_master.lib import gates, registry
+from market_master.defs.training.assets import champion_model as champion_asset
+from market_master.lib import gates
+from market_master.lib.aliases import PRODUCTION_ALIAS
+from market_master.lib.evaluation import macro_f1
 from market_master.lib.features import FEATURE_COLUMNS
-from market_master.lib.model import load_component_model
-from market_master.lib.training import macro_f1
+from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
+from market_master.lib.storage import AssetSlices
 
 GATE_NAMES = (
     "champion_beats_baseline",
@@ -27,23 +30,40 @@ GATE_NAMES = (
 )
 
 
+# Gates that score rows of the judged segment read them from the feature table: a declared input.
+WITH_FEATURES = {"feature_table": dg.AssetIn(key=feature_table_asset.key)}
+
+
+def gate(description: str, reads_features: bool = False):
+    """A blocking check on champion_model (a promotion gate); `reads_features`: it scores rows of the
+    judged segment, read from feature_table (a declared input)."""
+    return dg.asset_check(
+        asset=champion_asset,
+        blocking=True,
+        additional_ins=WITH_FEATURES if reads_features else None,
+        description=description,
+    )
+
+
 class GateSettings(dg.ConfigurableResource):
     """Gate thresholds (defaults documented in docs/gates_and_promotion.md)."""
 
     baseline_margin: float = Field(
-        default=0.01, description="macro-F1 the champion must add over the best baseline"
+        default=gates.BASELINE_MARGIN, description="macro-F1 the champion must add over the best baseline"
     )
-    min_z: float = Field(default=2.0, description="... and that margin in bootstrap standard errors")
-    min_ic_z: float = Field(default=2.0, description="directional skill: information-coefficient z")
+    min_z: float = Field(default=gates.MIN_Z, description="... and that margin in bootstrap standard errors")
+    min_ic_z: float = Field(
+        default=gates.MIN_IC_Z, description="directional skill: information-coefficient z"
+    )
     production_tolerance: float = Field(
-        default=-0.005, description="champion - Production macro-F1 must be >= this"
+        default=gates.PRODUCTION_TOLERANCE, description="champion - Production macro-F1 must be >= this"
     )
-    psi_threshold: float = 0.2
-    max_drifted_share: float = 0.5
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD
+    max_drifted_share: float = DRIFTED_SHARE_LIMIT
     drift_window_days: int = Field(
-        default=5, description="latest trading days compared with the training window"
+        default=CURRENT_WINDOW_SESSIONS, description="latest trading days compared with the training window"
     )
-    latency_slo_ms: float = 5.0
+    latency_slo_ms: float = gates.LATENCY_SLO_MS
 
 
 def _result(gate: gates.GateResult) -> dg.AssetCheckResult:
@@ -86,11 +106,7 @@ def _judged(record: ChampionRecord) -> tuple[str, dict, dict, float]:
     )
 
 
-@dg.asset_check(
-    asset="champion_model",
-    blocking=True,
-    description="macro-F1 beats the best baseline on the held-out test segment",
-)
+@gate("macro-F1 beats the best baseline on the held-out test segment")
 def champion_beats_baseline(
     champion_model: ChampionRecord, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
@@ -111,11 +127,7 @@ def _best_baseline_name(record: ChampionRecord, segment: str) -> str:
     return str(r.test_best_baseline_name if segment == "test" else r.best_baseline_name)
 
 
-@dg.asset_check(
-    asset="champion_model",
-    blocking=True,
-    description="expected score predicts the sign of the move (hour-clustered IC)",
-)
+@gate("expected score predicts the sign of the move (hour-clustered IC)")
 def champion_has_directional_skill(
     champion_model: ChampionRecord, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
@@ -130,32 +142,30 @@ def champion_has_directional_skill(
     return _result(gate)
 
 
-def _segment_features(storage: StorageResource, record: ChampionRecord) -> pd.DataFrame:
+def _segment_features(feature_table: AssetSlices, record: ChampionRecord) -> pd.DataFrame:
     """Feature rows (with labels) of the segment the champion is judged on."""
     r = record.result
     v = r.test if r.has_test else r.validation
-    feats = storage.partitions().read_between("feature_table", v["timestamp"].min(), v["timestamp"].max())
+    feats = feature_table.read_between(v["timestamp"].min(), v["timestamp"].max())
     return v[["symbol", "timestamp", "label"]].merge(feats, on=["symbol", "timestamp"], how="left")
 
 
-@dg.asset_check(
-    asset="champion_model", blocking=True, description="not worse than Production on the same window"
-)
+@gate("not worse than Production on the same window", reads_features=True)
 def champion_not_worse_than_production(
     champion_model: ChampionRecord,
     mlflow: MlflowResource,
-    storage: StorageResource,
+    feature_table: AssetSlices,
     gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
-    prod_version = registry.get_alias_version(mlflow.uri(), mlflow.model_name, "Production")
+    prod_version = mlflow.adapter().alias_version(PRODUCTION_ALIAS)
     segment, champ, _, _ = _judged(champion_model)
     champ_f1 = float(champ["macro_f1"])
     prod_f1 = None
     meta_extra: dict = {"segment": segment}
     if prod_version is not None and prod_version != champion_model.version:
-        frame = _segment_features(storage, champion_model)
-        prod = load_component_model(f"models:/{mlflow.model_name}/{prod_version}", mlflow.uri())
-        pred = prod.decide(prod.predict_proba(frame))
+        frame = _segment_features(feature_table, champion_model)
+        prod = mlflow.adapter().load_model(prod_version)
+        pred = prod.class_indices_from_proba(prod.predict_proba(frame))
         prod_f1 = macro_f1(frame["label"].to_numpy(), pred)
         meta_extra |= {"production_version": prod_version, "rows": len(frame)}
     gate = gates.champion_not_worse_than_production(
@@ -165,17 +175,14 @@ def champion_not_worse_than_production(
     return _result(gate)
 
 
-@dg.asset_check(
-    asset="champion_model", blocking=True, description="PSI drift: training window vs latest window"
-)
+@gate("PSI drift: training window vs latest window", reads_features=True)
 def feature_drift_is_below_limit(
-    champion_model: ChampionRecord, storage: StorageResource, gate_settings: GateSettings
+    champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
     split = champion_model.result.split
-    store = storage.partitions()
-    reference = store.read_between("feature_table", split.train_start, split.train_end)
-    start, end = latest_window(store, "feature_table", gate_settings.drift_window_days)
-    current = store.read_between("feature_table", start, end)
+    reference = feature_table.read_between(split.train_start, split.train_end)
+    start, end = feature_table.last_sessions(gate_settings.drift_window_days)
+    current = feature_table.read_between(start, end)
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     gate = gates.feature_drift_below_limit(
         reference,
@@ -194,31 +201,29 @@ def feature_drift_is_below_limit(
     return _result(gate)
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="single-row predict p99 under the SLO")
+@gate("single-row predict p99 under the SLO", reads_features=True)
 def latency_within_slo(
-    champion_model: ChampionRecord, storage: StorageResource, gate_settings: GateSettings
+    champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
     model = champion_model.result.champion
-    frame = _segment_features(storage, champion_model).head(200)
+    frame = _segment_features(feature_table, champion_model).head(200)
     rows = [frame.iloc[[i]] for i in range(len(frame))]
-    state = {"i": 0}
-
-    def predict_one():
-        state["i"] = (state["i"] + 1) % len(rows)
-        return model.predict_proba(rows[state["i"]])
-
-    return _result(gates.latency_within_slo(predict_one, slo_ms=gate_settings.latency_slo_ms))
+    return _result(
+        gates.latency_within_slo(
+            lambda i: model.predict_proba(rows[i]), slo_ms=gate_settings.latency_slo_ms, n=len(rows)
+        )
+    )
 
 
-@dg.asset_check(asset="champion_model", blocking=True, description="the registered model loads and predicts")
+@gate("the registered model loads and predicts", reads_features=True)
 def model_loads_and_predicts(
-    champion_model: ChampionRecord, storage: StorageResource, mlflow: MlflowResource
+    champion_model: ChampionRecord, feature_table: AssetSlices, mlflow: MlflowResource
 ) -> dg.AssetCheckResult:
-    frame = _segment_features(storage, champion_model).head(5)
+    frame = _segment_features(feature_table, champion_model).head(5)
     example = frame[["symbol", *FEATURE_COLUMNS]]
     # the exact version the sensor would promote (an alias like @Staging can move under a concurrent retrain)
     uri = f"models:/{champion_model.model_name}/{champion_model.version}"
-    return _result(gates.model_loads_and_predicts(uri, example, tracking_uri=mlflow.uri()))
+    return _result(gates.model_loads_and_predicts(uri, example, adapter=mlflow.adapter()))
 
 
 GATE_CHECKS = [

@@ -28,7 +28,7 @@ return, z_{t-1}) ~ -0.33 (-0.25 at 0.5, -0.45 at 1.0). That is strong next to an
 reversal in real large caps is a few hundredths, and real-dev shows no significant directional IC): it is
 a TEST SIGNAL, sized so the default `market-master run` (10 symbols, 120 training days, gates on a
 held-out test segment of ~1,600 rows, macro-F1 SE ~0.015) promotes reliably. Measured with the ordinal
-decision rule (ComponentModel.decide): 0.7 promoted 3 of 3 seeds (test margin +0.029 / +0.035 / +0.043);
+decision rule (ComponentModel.class_indices_from_proba): 0.7 promoted 3 of 3 seeds (test margin +0.029 / +0.035 / +0.043);
 0.5 promoted 2 of 3 (the third: +0.017 at 1.3 SE). The IC sees the signal from 0.3 up (hour-clustered
 z > 3). See docs/modelling.md, "Planted signal and the default".
 """

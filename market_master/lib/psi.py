@@ -9,6 +9,10 @@ import pandas as pd
 
 PSI_EPSILON = 1e-4
 DEFAULT_PSI_THRESHOLD = 0.2
+# Share of drifted features above which a window counts as drifted (the gate and Evidently's report).
+DRIFTED_SHARE_LIMIT = 0.5
+# Latest sessions compared with the training window (the drift gate and the monitoring reports).
+CURRENT_WINDOW_SESSIONS = 5
 
 
 def _finite(values: object, label: str) -> np.ndarray:

@@ -25,16 +25,25 @@ _NY = ZoneInfo(TZ)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _invalid_bars(message: str, field: str, reason: str, rows: list[int] | None = None) -> ApiError:
+    return ApiError(422, "invalid_bars", message, field=field, reason=reason, rows=rows)
+
+
+def _insufficient_history(message: str, field: str, reason: str) -> ApiError:
+    return ApiError(422, "insufficient_history", message, field=field, reason=reason)
+
+
 def parse_timestamp(text: str, field: str) -> int:
     """ISO 8601 (with offset, or naive = America/New_York wall time) -> UTC nanoseconds."""
     try:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise ApiError(422, "invalid_bars", f"{field}: not an ISO 8601 timestamp: {text!r}", field=field,
-                       reason="not an ISO 8601 timestamp") from exc  # fmt: skip
+        message = f"{field}: not an ISO 8601 timestamp: {text!r}"
+        raise _invalid_bars(message, field, "not an ISO 8601 timestamp") from exc
     if not 1971 <= value.year <= 2200:  # int64 nanoseconds hold 1677..2262; bars live well inside
-        raise ApiError(422, "invalid_bars", f"{field}: {text!r} is outside the years 1971..2200", field=field,
-                       reason="timestamp out of range")  # fmt: skip
+        raise _invalid_bars(
+            f"{field}: {text!r} is outside the years 1971..2200", field, "timestamp out of range"
+        )
     if value.tzinfo is None:
         value = value.replace(tzinfo=_NY)
     delta = value - _EPOCH
@@ -84,13 +93,11 @@ def check_window(
     if bad.any() or not unique or not on_calendar.all():
         _raise_library_error(window, field_prefix, offset)
         rows = np.flatnonzero(bad | ~on_calendar).tolist()
-        raise _window_error(422, "invalid_bars", "bar checks failed", rows, field_prefix, offset, "open")
+        raise _window_error("bar checks failed", rows, field_prefix, offset, "open")
     if not increasing:
         i = int(np.flatnonzero(np.diff(ts) <= 0)[0]) + 1
-        raise _window_error(
-            422, "invalid_bars", "timestamps must be strictly increasing (oldest bar first)",
-            [i], field_prefix, offset, "timestamp",
-        )  # fmt: skip
+        reason = "timestamps must be strictly increasing (oldest bar first)"
+        raise _window_error(reason, [i], field_prefix, offset, "timestamp")
     if check_gaps:
         _check_contiguous(ts, pos, field_prefix, offset)
 
@@ -111,13 +118,12 @@ def _check_contiguous(ts: np.ndarray, pos: np.ndarray, prefix: str, offset: int)
     row = i - offset
     prev_name = f"{prefix}[{row - 1}]" if i - 1 >= offset else "the last stored bar"
     field = f"{prefix}[{row}].timestamp"
-    raise ApiError(
-        422, "invalid_bars",
+    message = (
         f"{field}: gap in the window: {prefix}[{row}] starts at {_iso(cur)} but the trading bar after "
-        f"{prev_name} ({_iso(prev)}) starts at {_iso(expected)}; send consecutive trading-hour bars",
-        field=field, reason=f"not the next trading bar after {_iso(prev)} (expected {_iso(expected)})",
-        rows=[row],
-    )  # fmt: skip
+        f"{prev_name} ({_iso(prev)}) starts at {_iso(expected)}; send consecutive trading-hour bars"
+    )
+    reason = f"not the next trading bar after {_iso(prev)} (expected {_iso(expected)})"
+    raise _invalid_bars(message, field, reason, rows=[row])
 
 
 def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
@@ -128,14 +134,11 @@ def _raise_library_error(window: BarWindow, field_prefix: str, offset: int) -> N
     try:
         validate_bars_or_raise(window.frame())
     except BarValidationError as exc:
-        raise _window_error(
-            422, "invalid_bars", exc.reason, exc.rows, field_prefix, offset, exc.field
-        ) from exc
+        raise _window_error(exc.reason, exc.rows, field_prefix, offset, exc.field) from exc
 
 
-def _window_error(
-    status: int, code: str, reason: str, rows: list[int], prefix: str, offset: int, column: str
-) -> ApiError:
+def _window_error(reason: str, rows: list[int], prefix: str, offset: int, column: str) -> ApiError:
+    """422 `invalid_bars` naming the first offending row: a request row, or the stored history before it."""
     first = rows[0] if rows else None
     if first is None:
         field = prefix
@@ -145,10 +148,8 @@ def _window_error(
         field = f"{prefix}[{first - offset}].{column}"
     request_rows = [r - offset for r in rows if r >= offset]
     where = "stored history" if first is not None and first < offset else "request"
-    return ApiError(
-        status, code, f"{field}: {reason} ({where} rows {request_rows[:10] if request_rows else rows[:10]})",
-        field=field, reason=reason, rows=request_rows or None,
-    )  # fmt: skip
+    message = f"{field}: {reason} ({where} rows {request_rows[:10] if request_rows else rows[:10]})"
+    return _invalid_bars(message, field, reason, rows=request_rows or None)
 
 
 def window_from_request(
@@ -164,10 +165,8 @@ def window_from_request(
         values[i] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
         if bar.timestamp is None:
             if not allow_missing_ts:
-                raise ApiError(
-                    422, "invalid_bars", f"bars[{i}].timestamp: required (the bar start, ISO 8601)",
-                    field=f"bars[{i}].timestamp", reason="required",
-                )  # fmt: skip
+                field = f"bars[{i}].timestamp"
+                raise _invalid_bars(f"{field}: required (the bar start, ISO 8601)", field, "required")
             missing = True
         else:
             ts[i] = parse_timestamp(bar.timestamp, f"bars[{i}].timestamp")
@@ -188,8 +187,8 @@ def complete_from_history(request: BarWindow, stored: BarWindow, needed: int, ts
     """
     if ts_missing:
         if len(stored) == 0:
-            raise ApiError(422, "insufficient_history", f"no stored bars of {request.symbol} to place the bar after",
-                           field="timestamp", reason="no stored history")  # fmt: skip
+            message = f"no stored bars of {request.symbol} to place the bar after"
+            raise _insufficient_history(message, "timestamp", "no stored history")
         placed = int(next_bar_start(_utc_index(stored.ts_ns[-1:])[0]).value)
         request = BarWindow(request.symbol, np.array([placed], dtype=np.int64), request.values)
     first = int(request.ts_ns[0])
@@ -197,20 +196,20 @@ def complete_from_history(request: BarWindow, stored: BarWindow, needed: int, ts
     prior = BarWindow(request.symbol, stored.ts_ns[before], stored.values[before])
     take = needed - len(request)
     if len(prior) < take:
-        raise ApiError(
-            422, "insufficient_history",
-            f"needs {needed} bars (warm-up + 1); the request has {len(request)} and only {len(prior)} stored bars of "
-            f"{request.symbol} precede {_iso(first)}",
-            field="bars", reason=f"needs {needed} bars, has {len(request) + len(prior)}",
-        )  # fmt: skip
+        message = (
+            f"needs {needed} bars (warm-up + 1); the request has {len(request)} and only {len(prior)} "
+            f"stored bars of {request.symbol} precede {_iso(first)}"
+        )
+        raise _insufficient_history(message, "bars", f"needs {needed} bars, has {len(request) + len(prior)}")
     expected_prev = int(previous_bar_start(_utc_index(np.array([first]))[0]).value)
     if int(prior.ts_ns[-1]) != expected_prev:
-        raise ApiError(
-            422, "insufficient_history",
+        message = (
             f"stored bars of {request.symbol} end at {_iso(int(prior.ts_ns[-1]))} but the request starts at "
-            f"{_iso(first)}: the bar at {_iso(expected_prev)} is missing, so the window would have a gap",
-            field="bars[0].timestamp", reason="stored history does not reach the request's first bar",
-        )  # fmt: skip
+            f"{_iso(first)}: the bar at {_iso(expected_prev)} is missing, so the window would have a gap"
+        )
+        raise _insufficient_history(
+            message, "bars[0].timestamp", "stored history does not reach the request's first bar"
+        )
     return BarWindow(
         request.symbol,
         np.concatenate([prior.ts_ns[-take:], request.ts_ns]),

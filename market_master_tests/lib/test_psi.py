@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_master.lib.drift import feature_drift_table, population_stability_index
+from market_master.lib.psi import feature_drift_table, population_stability_index
 
 
 def test_psi_same_distribution_is_near_zero():

@@ -1,0 +1,99 @@
+"""Running the code location's jobs in this process against the persistent Dagster instance, exactly as
+the daemon would (same jobs, same sensor, same run configs): what `market-master run`, `promote` and
+`rollback` do. Every run lands in DAGSTER_HOME, so the Dagster UI shows it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from market_master import settings
+
+PROMOTE_JOB = "promote_job"
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME (default data/dagster): persistent so `make dagster` shows what `make run` did."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_root() / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def range_tags(first_key: str, last_key: str) -> dict[str, str]:
+    """Tags of ONE run over a partition range (the single-run backfill of every hourly asset)."""
+    return {"dagster/asset_partition_range_start": first_key, "dagster/asset_partition_range_end": last_key}
+
+
+class RunFailed(RuntimeError):
+    """A job failed; the message names the run and its last failure events."""
+
+
+@dataclass
+class LocalRunner:
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    verbose: bool = False
+    echo: bool = True
+
+    def run(self, job_name: str, allow_failed_gates: bool = False, **kwargs) -> dg.ExecuteInProcessResult:
+        """Execute `job_name` in process; a failure raises RunFailed, except failed blocking gate checks
+        when `allow_failed_gates` (a failed gate fails its run by design; the sensor reads the verdicts)."""
+        started = time.perf_counter()
+        quiet = {} if self.verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        kwargs["run_config"] = {**quiet, **(kwargs.get("run_config") or {})}
+        job = self.defs.resolve_job_def(job_name)
+        result = job.execute_in_process(instance=self.instance, raise_on_error=False, **kwargs)
+        if self.echo:
+            verdict = "succeeded" if result.success else "FAILED"
+            print(
+                f"      {job_name}: run {result.run_id[:8]} {verdict} in {time.perf_counter() - started:.1f} s"
+            )
+        if result.success or (allow_failed_gates and _only_gates_failed(result)):
+            return result
+        failures = [e.message for e in result.all_events if e.is_failure]
+        raise RunFailed(f"{job_name} failed (run {result.run_id}):\n  " + "\n  ".join(failures[-3:]))
+
+    def tick_promotion_sensor(self) -> dg.SensorResult:
+        """One evaluation of the promotion sensor against the instance (it looks at the latest champion)."""
+        from market_master.defs.promotion.sensors import promote_champion_when_gates_pass
+        from market_master.defs.promotion.verdicts import CHAMPION
+
+        context = dg.build_multi_asset_sensor_context(
+            monitored_assets=[CHAMPION], instance=self.instance, definitions=self.defs
+        )
+        return promote_champion_when_gates_pass.evaluate_tick(context)
+
+    def run_request(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """Execute what a sensor requested (promote_job with its config and tags)."""
+        tags = {**request.tags, **({"dagster/run_key": request.run_key} if request.run_key else {})}
+        return self.run(PROMOTE_JOB, run_config=request.run_config, tags=tags)
+
+    def move_production(self, config: dict) -> dict:
+        """Run promote_job with `config` (promote, forced promote or rollback): the one alias-move path.
+        Returns the production_model materialization's metadata."""
+        result = self.run(PROMOTE_JOB, run_config={"ops": {"production_model": {"config": config}}})
+        return _metadata(result, "production_model")
+
+
+def _only_gates_failed(result: dg.ExecuteInProcessResult) -> bool:
+    from market_master.defs.promotion.verdicts import CHAMPION
+
+    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
+    prefix = CHAMPION.to_python_identifier() + "_"
+    return bool(failed_steps) and all(step.startswith(prefix) for step in failed_steps)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict:
+    materializations = result.asset_materializations_for_node(node)
+    if not materializations:
+        return {}
+    return {k: v.value for k, v in materializations[-1].metadata.items()}
