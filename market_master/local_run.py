@@ -15,6 +15,7 @@ import dagster as dg
 from market_master import settings
 
 PROMOTE_JOB = "promote_job"
+PID_TAG = "market_master/pid"  # the process running an in-process run (to fail it if that process died)
 
 
 def dagster_home() -> Path:
@@ -23,7 +24,10 @@ def dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text("telemetry:\n  enabled: false\n")
+        # run monitoring: the daemon marks runs whose worker died (kill -9) as failed instead of STARTED
+        cfg.write_text(
+            "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n"
+        )
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -44,12 +48,16 @@ class LocalRunner:
     verbose: bool = False
     echo: bool = True
 
+    def __post_init__(self) -> None:
+        self.failed_interrupted = fail_interrupted_runs(self.instance)
+
     def run(self, job_name: str, allow_failed_gates: bool = False, **kwargs) -> dg.ExecuteInProcessResult:
         """Execute `job_name` in process; a failure raises RunFailed, except failed blocking gate checks
         when `allow_failed_gates` (a failed gate fails its run by design; the sensor reads the verdicts)."""
         started = time.perf_counter()
         quiet = {} if self.verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         kwargs["run_config"] = {**quiet, **(kwargs.get("run_config") or {})}
+        kwargs["tags"] = {**(kwargs.get("tags") or {}), PID_TAG: str(os.getpid())}
         job = self.defs.resolve_job_def(job_name)
         result = job.execute_in_process(instance=self.instance, raise_on_error=False, **kwargs)
         if self.echo:
@@ -82,6 +90,30 @@ class LocalRunner:
         Returns the production_model materialization's metadata."""
         result = self.run(PROMOTE_JOB, run_config={"ops": {"production_model": {"config": config}}})
         return _metadata(result, "production_model")
+
+
+def fail_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark as FAILED the in-process runs left STARTED by a process that no longer exists (kill -9 of a
+    `market-master` command): Dagster's run monitoring does this for daemon-launched runs only."""
+    failed = []
+    started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    for run in started:
+        pid = run.tags.get(PID_TAG)
+        if pid is None or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"process {pid} that ran it is gone (killed); marked failed")
+        failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _only_gates_failed(result: dg.ExecuteInProcessResult) -> bool:

@@ -9,6 +9,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from market_master.lib.compiled_trees import compile_hgbt
 from market_master.lib.features import FeatureConfig
 from market_master.lib.labels import CLASSES, SCORES, LabelThresholds
 
@@ -80,7 +81,9 @@ class ComponentModel:
             pre, clf = self.estimator.named_steps["pre"], self.estimator.named_steps["clf"]
             num, sym = pre.named_transformers_["num"], pre.named_transformers_["sym"]
             if list(pre.transformers_[0][2]) == list(self.feature_columns):
-                parts = (num.mean_, num.scale_, np.asarray(sym.categories_[0], dtype=object), clf)
+                # gradient-boosted trees: all trees at once (compiled_trees explains the 10x)
+                small_batch = compile_hgbt(clf) or clf
+                parts = (num.mean_, num.scale_, np.asarray(sym.categories_[0], dtype=object), small_batch)
         except (AttributeError, KeyError, IndexError, TypeError):
             parts = ()
         object.__setattr__(self, "_fast_cache", parts)

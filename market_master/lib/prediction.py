@@ -209,6 +209,8 @@ def predict_hours(
         hour_idx = pd.DatetimeIndex(features["timestamp"].unique()).sort_values()
     else:
         hour_idx = pd.DatetimeIndex([calendar.to_timestamp(h) for h in hours]).unique().sort_values()
+    if hour_idx.tz is None:  # no hours (a holiday-only range): an empty index still carries the time zone
+        hour_idx = hour_idx.tz_localize(calendar.TZ)
     symbols = sorted(pd.unique(features["symbol"])) if universe is None else sorted(dict.fromkeys(universe))
     cols = _model_feature_columns(model, features.columns)
 

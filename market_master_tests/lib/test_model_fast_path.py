@@ -26,6 +26,10 @@ def test_fast_path_equals_pipeline(trained, name):
     via_pipeline = model.estimator.predict_proba(small[["symbol", *model.feature_columns]])
     fitted = [int(c) for c in model.estimator.classes_]
     np.testing.assert_allclose(fast[:, fitted], via_pipeline, rtol=0, atol=1e-12)
+    if name == "HGBT":  # the small-batch path walks all trees at once (lib.compiled_trees)
+        from market_master.lib.compiled_trees import StackedTrees
+
+        assert isinstance(model._fast_parts()[3], StackedTrees)
     # an unknown symbol one-hot encodes to zeros on both paths
     other = small.iloc[:3].assign(symbol="ZZZZ")
     np.testing.assert_allclose(

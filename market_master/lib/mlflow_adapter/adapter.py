@@ -141,6 +141,11 @@ class MlflowAdapter:
         with self._call(f"rolling back {self.model_name}@{alias}"):
             return _registry.rollback(self.client, self.tracking_uri, self.model_name, alias, actor, reason)
 
+    def rollback_target(self, alias: str = PRODUCTION_ALIAS) -> str:
+        """The version `rollback` would move `alias` to (RegistryError when there is none)."""
+        with self._call(f"reading the rollback target of {self.model_name}@{alias}"):
+            return _registry.rollback_target(self.client, self.tracking_uri, self.model_name, alias)
+
     def alias_history(self, alias: str = PRODUCTION_ALIAS) -> list[_registry.AliasMove]:
         """Recorded moves of `alias`, oldest first."""
         with self._call(f"reading alias history of {self.model_name!r}"):

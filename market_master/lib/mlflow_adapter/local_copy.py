@@ -49,14 +49,14 @@ def export_local_copy(
         shutil.rmtree(staging / ".download", ignore_errors=True)
         record = {**info, "exported_at": datetime.now(UTC).isoformat()}
         (staging / LOCAL_COPY_INFO).write_text(json.dumps(record, indent=2))
-        _swap_dirs(staging, dest)
+        swap_dirs(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dest / LOCAL_COPY_MODEL_DIR
 
 
-def _swap_dirs(new: Path, dest: Path) -> None:
+def swap_dirs(new: Path, dest: Path) -> None:
     """Replace `dest` by `new`: two renames on the same filesystem; the old copy is restored on failure."""
     old = None
     if dest.exists():

@@ -137,6 +137,15 @@ def _read_history(registered_model, uri: str, model_name: str, alias: str) -> li
     return records
 
 
+def _committed(records: list[dict], current: str | None) -> list[dict]:
+    """The history without a trailing UNCOMMITTED move: `_record_move` writes the history record first and
+    moves the alias last (the commit point), so a process killed in between leaves a last record whose
+    `to` is not the live alias and whose `from` is: that move never happened, and the next move drops it."""
+    if records and records[-1]["to"] != current and records[-1].get("from") == current:
+        return records[:-1]
+    return records
+
+
 def _bounded_json(records: list[dict]) -> str:
     records = records[-HISTORY_MAX_MOVES:]
     text = json.dumps(records, separators=(",", ":"))
@@ -148,7 +157,8 @@ def _bounded_json(records: list[dict]) -> str:
 
 def alias_history(client: MlflowClient, uri: str, model_name: str, alias: str) -> list[AliasMove]:
     """Recorded moves of `alias`, oldest first (bounded; see module docstring)."""
-    records = _read_history(get_model(client, uri, model_name), uri, model_name, alias)
+    registered = get_model(client, uri, model_name)
+    records = _committed(_read_history(registered, uri, model_name, alias), _alias_of(registered, alias))
     return [AliasMove.from_record(model_name, alias, r) for r in records]
 
 
@@ -176,6 +186,10 @@ def _record_move(
         seq=(int(records[-1]["seq"]) + 1) if records else 1,
         prev_seq=prev_seq,
     )
+    # history first, the alias last: the alias write is the commit point (see _committed)
+    client.set_registered_model_tag(
+        model_name, HISTORY_TAG_PREFIX + alias, _bounded_json([*records, move.to_record()])
+    )
     client.set_registered_model_alias(model_name, alias, move.to_version)
     tags = {
         "promoted_alias": alias,
@@ -187,9 +201,6 @@ def _record_move(
     }
     for key, value in tags.items():
         client.set_model_version_tag(model_name, move.to_version, key, value)
-    client.set_registered_model_tag(
-        model_name, HISTORY_TAG_PREFIX + alias, _bounded_json([*records, move.to_record()])
-    )
     log.info("%s %s@%s: %s -> %s by %s (%s)", kind, model_name, alias, from_version, version, actor, reason)
     return move
 
@@ -216,24 +227,20 @@ def move_alias(
     get_version(client, uri, model_name, version)
     registered = get_model(client, uri, model_name)
     current = _alias_of(registered, alias)
-    records = _read_history(registered, uri, model_name, alias)
+    records = _committed(_read_history(registered, uri, model_name, alias), current)
     # The live record is the last one, unless the alias was moved outside this module.
     live_seq = records[-1]["seq"] if records and records[-1]["to"] == current else None
     return _record_move(client, model_name, alias, version, actor, reason, kind, live_seq, current, records)
 
 
-def rollback(
-    client: MlflowClient, uri: str, model_name: str, alias: str, actor: str, reason: str
-) -> AliasMove:
-    """Point `alias` back at the version live before the current one (the history is a stack)."""
-    check_actor_reason(actor, reason)
-    registered = get_model(client, uri, model_name)
+def _rollback_target(registered, uri: str, model_name: str, alias: str) -> tuple[dict, str, list[dict]]:
+    """(the history record to go back to, the live version, the committed history) or RegistryError."""
     current = _alias_of(registered, alias)
     if current is None:
         raise RegistryError(
             f"alias {alias!r} is not set on model {model_name!r} at {uri}: nothing to roll back"
         )
-    records = _read_history(registered, uri, model_name, alias)
+    records = _committed(_read_history(registered, uri, model_name, alias), current)
     if not records or records[-1]["to"] != current:
         raise RegistryError(
             f"cannot roll back {model_name}@{alias} (version {current}): no earlier version in its alias "
@@ -247,7 +254,21 @@ def rollback(
             f"cannot roll back {model_name}@{alias} (version {current}): no earlier version in its alias "
             f"history{detail}"
         )
-    target = by_seq[prev_seq]
+    return by_seq[prev_seq], current, records
+
+
+def rollback_target(client: MlflowClient, uri: str, model_name: str, alias: str) -> str:
+    """The version a rollback of `alias` would move to (RegistryError when there is none)."""
+    target, _, _ = _rollback_target(get_model(client, uri, model_name), uri, model_name, alias)
+    return str(target["to"])
+
+
+def rollback(
+    client: MlflowClient, uri: str, model_name: str, alias: str, actor: str, reason: str
+) -> AliasMove:
+    """Point `alias` back at the version live before the current one (the history is a stack)."""
+    check_actor_reason(actor, reason)
+    target, current, records = _rollback_target(get_model(client, uri, model_name), uri, model_name, alias)
     get_version(client, uri, model_name, target["to"])
     return _record_move(
         client,
