@@ -1,12 +1,13 @@
 """One error body for every failure (`schemas.ErrorPublic`) and the handlers that guarantee it.
 
 Routes raise `ApiError`; library validation errors become 422; request-validation errors keep FastAPI's
-422 but in the same body; anything unexpected is logged and answered 500 with no internals.
+422 but in the same body; anything unexpected is logged and answered 500 with no internals. Every body
+goes through `api.redact.public_text` here: no credentials and no absolute server paths in an error body
+(paths under the data root read `$MARKET_MASTER_HOME/...`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,9 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.redact import home_roots, public_text, redacting_logger
 from api.schemas import ErrorPublic
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 class ApiError(Exception):
@@ -39,8 +41,28 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def _json(status_code: int, body: ErrorPublic, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status_code, content=body.model_dump(exclude_none=True), headers=headers)
+def _roots(request: Request | None) -> tuple[str, ...]:
+    settings = getattr(getattr(getattr(request, "app", None), "state", None), "settings", None)
+    return home_roots(getattr(settings, "data_root", None))
+
+
+def public_body(body: ErrorPublic, roots: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON of an error body with credentials masked and absolute server paths removed."""
+    content = body.model_dump(exclude_none=True)
+    for key in ("message", "reason", "field"):
+        if isinstance(content.get(key), str):
+            content[key] = public_text(content[key], roots)
+    for detail in content.get("details") or []:
+        for key, value in detail.items():
+            if isinstance(value, str):
+                detail[key] = public_text(value, roots)
+    return content
+
+
+def _json(
+    request: Request | None, status_code: int, body: ErrorPublic, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content=public_body(body, _roots(request)), headers=headers)
 
 
 def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -62,11 +84,11 @@ def _clean(value: Any) -> Any:
     return repr(value)[:200]
 
 
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return _json(exc.status_code, exc.body, exc.headers)
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _json(request, exc.status_code, exc.body, exc.headers)
 
 
-async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     details = [
         {
             "field": _loc_to_field(err.get("loc", ())),
@@ -83,19 +105,26 @@ async def _request_validation(_: Request, exc: RequestValidationError) -> JSONRe
         reason=first["reason"],
         details=[{k: _clean(v) for k, v in d.items()} for d in details],
     )
-    return _json(422, body)
+    return _json(request, 422, body)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     return _json(
-        exc.status_code, ErrorPublic(error=code, message=str(exc.detail)), getattr(exc, "headers", None)
+        request,
+        exc.status_code,
+        ErrorPublic(error=code, message=str(exc.detail)),
+        getattr(exc, "headers", None),
     )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _json(500, ErrorPublic(error="internal_error", message="internal error (logged on the server)"))
+    return _json(
+        request, 500, ErrorPublic(error="internal_error", message="internal error (logged on the server)")
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

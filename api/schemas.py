@@ -9,15 +9,27 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Action = Literal["strong_sell", "sell", "hold", "buy", "strong_buy"]
 Decision = Literal["BUY", "SELL", "HOLD"]
 
-_SYMBOL = Field(
-    default=None,
-    min_length=1,
-    max_length=12,
-    pattern=r"^[A-Za-z][A-Za-z0-9.\-]*$",
-    description="Constituent ticker, e.g. NVDA (case-insensitive).",
-    examples=["NVDA"],
-)
-_PRICE = {"gt": 0, "allow_inf_nan": False}
+# ONE symbol rule for GET ?symbol= and POST {"symbol": ...}: a letter, then letters, digits, '.' or '-'
+# (12 at most), case-insensitive. Nothing is stripped: " AAPL" is refused (422, field `symbol`) by both.
+SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.\-]*$"
+SYMBOL_MAX_LENGTH = 12
+SYMBOL_DESCRIPTION = "Constituent ticker, e.g. NVDA (case-insensitive; letters, digits, '.', '-'; no spaces)."
+SYMBOL_CONSTRAINTS = {
+    "min_length": 1,
+    "max_length": SYMBOL_MAX_LENGTH,
+    "pattern": SYMBOL_PATTERN,
+    "description": SYMBOL_DESCRIPTION,
+    "examples": ["NVDA"],
+}
+_SYMBOL = Field(default=None, **SYMBOL_CONSTRAINTS)
+# strict: a JSON number only (integers are numbers); `true` or "101.2" is a 422 naming the field
+_PRICE = {"gt": 0, "allow_inf_nan": False, "strict": True}
+_VOLUME = {"ge": 0, "allow_inf_nan": False, "strict": True}
+
+
+def normalize_symbol(symbol: str) -> str:
+    """The canonical ticker of a symbol that passed `SYMBOL_PATTERN`: upper case."""
+    return symbol.upper()
 
 
 class BarRequest(BaseModel):
@@ -36,7 +48,7 @@ class BarRequest(BaseModel):
     high: float = Field(**_PRICE)
     low: float = Field(**_PRICE)
     close: float = Field(**_PRICE)
-    volume: float = Field(ge=0, allow_inf_nan=False)
+    volume: float = Field(**_VOLUME)
 
 
 class PredictRequest(BaseModel):
@@ -90,7 +102,7 @@ class PredictRequest(BaseModel):
     high: float | None = Field(default=None, **_PRICE)
     low: float | None = Field(default=None, **_PRICE)
     close: float | None = Field(default=None, **_PRICE)
-    volume: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    volume: float | None = Field(default=None, **_VOLUME)
 
     @model_validator(mode="after")
     def _one_form(self) -> PredictRequest:
@@ -191,8 +203,12 @@ class HealthPublic(BaseModel):
     model_uri: str | None = Field(description="The URI the served model was loaded from.")
     source: Literal["registry", "local_fallback", "uri"] | None
     loaded_at: str | None
-    tracking_uri: str
+    tracking_uri: str = Field(description="MLFLOW_TRACKING_URI with any credentials masked (user:***@host).")
     warning: str | None = None
+    registry_error: str | None = Field(
+        default=None,
+        description="Why the registry cannot be read now (status degraded; the loaded model keeps serving).",
+    )
     last_reload_error: str | None = None
     reload_poll_seconds: float
 

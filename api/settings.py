@@ -15,6 +15,8 @@ from market_master import settings as mm_settings
 from market_master.lib.aliases import PRODUCTION_ALIAS
 
 DEFAULT_ALIAS = PRODUCTION_ALIAS
+BODY_BYTES_PER_BAR = 1024
+BODY_HEADROOM_BYTES = 64 * 1024
 
 
 class Settings(BaseModel):
@@ -33,12 +35,26 @@ class Settings(BaseModel):
         default=30.0, ge=0, description="MM_API_RELOAD_POLL_SECONDS: alias poll interval, 0 = off."
     )
     max_bars: int = Field(default=500, ge=1, description="MM_API_MAX_BARS: cap on bars in POST /predict.")
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="MM_API_MAX_BODY_BYTES: cap on a request body in bytes, enforced before the body is "
+        f"parsed (413). Default: max_bars x {BODY_BYTES_PER_BAR} + {BODY_HEADROOM_BYTES} "
+        "(a pretty-printed bar is ~250 bytes: 4x headroom).",
+    )
     history_bars: int = Field(
         default=64,
         ge=1,
         description="MM_API_HISTORY_BARS: stored bars read per symbol for GET /predict/component "
         "(raised to the model's warm-up + 1 when smaller).",
     )
+
+    @property
+    def body_limit_bytes(self) -> int:
+        """The request-body cap: `max_body_bytes`, else sized from the bar cap with headroom."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return self.max_bars * BODY_BYTES_PER_BAR + BODY_HEADROOM_BYTES
 
     @property
     def partitions_root(self) -> Path:
@@ -66,6 +82,7 @@ def get_settings() -> Settings:
         "MM_API_ADMIN_TOKEN": "admin_token",
         "MM_API_RELOAD_POLL_SECONDS": "reload_poll_seconds",
         "MM_API_MAX_BARS": "max_bars",
+        "MM_API_MAX_BODY_BYTES": "max_body_bytes",
         "MM_API_HISTORY_BARS": "history_bars",
     }
     for env_name, field in env_map.items():

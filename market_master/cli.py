@@ -24,6 +24,40 @@ from market_master import settings
 
 log = logging.getLogger("market_master")
 INDEX_PROXIES = {"QQQ"}  # an index ETF's own CSV is the backtest proxy, not a constituent
+MAX_ROWS_PRINTED = 10
+
+
+class CliError(Exception):
+    """A user-caused problem the CLI reports in one line (`error: ...`, exit 2) instead of a traceback."""
+
+
+def _require_writable(path: Path, what: str) -> None:
+    """Stop in one line when `path` cannot be created or written (before any work is done)."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CliError(
+            f"{what} {path} is not writable ({exc.strerror or exc}): point MARKET_MASTER_HOME (and "
+            f"DAGSTER_HOME) at a writable directory"
+        ) from exc
+
+
+def _check_partition_start(first_key: str, last_key: str, args) -> None:
+    """The hourly partitions start at PARTITIONS_START: a window before it cannot be ingested (Dagster
+    would fail minutes later with an invariant error)."""
+    from market_master.defs.partitions import PARTITIONS_START
+    from market_master.lib import calendar
+
+    if calendar.key_to_timestamp(first_key) < calendar.key_to_timestamp(PARTITIONS_START):
+        raise CliError(
+            f"the requested window {first_key} .. {last_key} ({args.days} trading days up to "
+            f"--end {args.end or 'now'}) starts before the first partition: the first allowed date is "
+            f"{PARTITIONS_START[:10]}; use a later --end or fewer --days"
+        )
 
 
 def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
@@ -38,7 +72,7 @@ def _windows(args) -> tuple[pd.Timestamp, list[pd.Timestamp], str, str, str]:
     start, _ = calendar.last_sessions_window(end, args.days)
     days = calendar.sessions_between(start, end)
     if len(days) < args.days:
-        raise SystemExit(f"calendar has only {len(days)} sessions before {end}")
+        raise CliError(f"calendar has only {len(days)} sessions before {end}")
     signal_start, _ = calendar.last_sessions_window(end, args.signal_days)
     first = calendar.trading_bars(start, end)[0]
     signal_first = calendar.trading_bars(signal_start, end)[0]
@@ -57,7 +91,9 @@ def _market_resource(args):
 
     symbols = args.symbols.split(",") if args.symbols else None
     if args.source == "csv" and not args.csv_dir:
-        raise SystemExit("--source csv needs --csv-dir")
+        raise CliError("--source csv needs --csv-dir")
+    if args.csv_dir and not Path(args.csv_dir).is_dir():
+        raise CliError(f"--csv-dir {args.csv_dir} is not a directory")
     if args.source == "csv" and symbols is None:
         from market_master.lib.sources.csv_source import CsvSource
 
@@ -133,10 +169,91 @@ def _print_latest_signal(monitoring_result) -> None:
                 str(v.value) for k, v in mats[0].metadata.items() if k in ("html", "equity_png", "wss_png")
             ]
             print(f"      {node}: {', '.join(paths)}")
+            md = mats[0].metadata
+            if "n_drifted" in md:  # the same PSI verdict as the gate feature_drift_is_below_limit
+                verdict = "DRIFT" if md["dataset_drift"].value else "no drift"
+                print(
+                    f"        PSI drift: {md['n_drifted'].value}/{md['n_columns'].value} features ({verdict})"
+                )
     print(
         f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per "
         f"hour), {settings.data_root() / 'reports' / 'signal_backtest'}"
     )
+
+
+def _print_failed_bar_checks(instance) -> list[str]:
+    """Print the failed blocking bar checks of the latest ingest run with their offending rows (symbol,
+    timestamp, values: the checks' `offending_rows` metadata), as batch names them. Returns their names."""
+    import dagster as dg
+
+    from market_master.defs.ingestion.checks import ERROR_CHECKS
+
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_job"), limit=1)
+    if not runs:
+        return []
+    failed = []
+    for record in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.passed or evaluation.check_name not in ERROR_CHECKS:
+            continue
+        failed.append(evaluation.check_name)
+        meta = evaluation.metadata
+        n_rows = meta["n_offending_rows"].value if "n_offending_rows" in meta else "?"
+        description = meta["description"].value if "description" in meta else ""
+        print(f"      bar check {evaluation.check_name} FAILED ({description}): {n_rows} offending row(s)")
+        if "offending_rows" in meta:
+            table = str(meta["offending_rows"].value).splitlines()
+            for line in table[: MAX_ROWS_PRINTED + 2]:  # header + separator + rows
+                print(f"        {line}")
+            if isinstance(n_rows, int) and n_rows > MAX_ROWS_PRINTED:
+                print(f"        ... {n_rows - MAX_ROWS_PRINTED} more (Dagster UI: the check's metadata)")
+    return failed
+
+
+def _step_failure_reasons(instance) -> list[str]:
+    """The step failures' own messages (e.g. a dg.Failure's description) of the latest ingest run."""
+    import dagster as dg
+
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_job"), limit=1)
+    if not runs:
+        return []
+    reasons = []
+    for record in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = getattr(record.dagster_event.event_specific_data, "error", None)
+        while error is not None and error.cls_name not in ("Failure", None) and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            message = error.message.strip().splitlines()
+            reasons.append(
+                message[0].removeprefix("dagster._core.definitions.events.Failure: ") if message else ""
+            )
+    return [r for r in reasons if r]
+
+
+def _training_days_text(args, ingested, first_key: str, train_end_key: str) -> str:
+    """'on N sessions up to KEY', counting the sessions the DATA has when it holds fewer than asked."""
+    from market_master.lib.storage import PartitionStore
+
+    asked = args.days - args.signal_days
+    mats = ingested.asset_materializations_for_node("hourly_bars")
+    have = mats[0].metadata.get("sessions_with_bars") if mats else None
+    if have is None or have.value >= args.days:
+        return f"on {asked} sessions up to {train_end_key}"
+    bars = PartitionStore(settings.data_root() / "partitions").read_between(
+        "hourly_bars", first_key, train_end_key
+    )
+    n_train = bars["timestamp"].dt.normalize().nunique() if len(bars) else 0
+    return (
+        f"up to {train_end_key}: the data has bars on only {n_train} sessions of the {asked} requested "
+        f"({have.value} of {args.days} in the whole ingest window)"
+    )
+
+
+def _print_weights_warnings(trained) -> None:
+    mats = trained.asset_materializations_for_node("index_weights")
+    warnings = mats[0].metadata.get("weights_warning") if mats else None
+    for warning in warnings.value if warnings is not None else []:
+        print(f"      WARNING weights: {warning}")
 
 
 def cmd_run(args) -> int:
@@ -144,26 +261,45 @@ def cmd_run(args) -> int:
 
     from market_master.definitions import build_definitions
     from market_master.lib import calendar
-    from market_master.local_run import LocalRunner, dagster_home, range_tags
+    from market_master.local_run import LocalRunner, RunFailed, dagster_home, range_tags
 
     t0 = time.perf_counter()
+    _require_writable(settings.data_root(), "data root")
+    if os.environ.get("DAGSTER_HOME"):
+        _require_writable(Path(os.environ["DAGSTER_HOME"]), "DAGSTER_HOME")
+    end, days, first_key, train_end_key, signal_first_key = _windows(args)
+    last_key = calendar.partition_key(end)
+    _check_partition_start(first_key, last_key, args)
     home = dagster_home()
     market = _market_resource(args)
     runner = LocalRunner(build_definitions({"market_data": market}), dg.DagsterInstance.get(), args.verbose)
-    end, days, first_key, train_end_key, signal_first_key = _windows(args)
-    last_key = calendar.partition_key(end)
     print(
         f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
         f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}"
     )
     print(f"[1/6] ingest + quality checks + features (single run over {first_key} .. {last_key}) ...")
-    runner.run("ingest_job", tags=range_tags(first_key, last_key))
+    # failures are reported below in our own words (rows, one error line), not as Dagster's ERROR log
+    silent = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    try:
+        ingested = runner.run("ingest_job", tags=range_tags(first_key, last_key), run_config=silent)
+    except RunFailed as exc:
+        failed = _print_failed_bar_checks(runner.instance)
+        if failed:
+            raise CliError(
+                f"ingest stopped: blocking bar check(s) {', '.join(failed)} failed on the rows printed above "
+                f"(fix the input data; {str(exc).splitlines()[0]})"
+            ) from exc
+        reasons = _step_failure_reasons(runner.instance)
+        if reasons:
+            raise CliError(f"ingest failed: {'; '.join(reasons)}") from exc
+        raise
     print(
-        f"[2/6] weights + pooled training on {args.days - args.signal_days} days up to {train_end_key} + gates ..."
+        f"[2/6] weights + pooled training {_training_days_text(args, ingested, first_key, train_end_key)} + gates ..."
     )
     trained = runner.run(
         "retrain_job", allow_failed_gates=True, run_config=_retrain_config(args, train_end_key)
     )
+    _print_weights_warnings(trained)
     _print_champion_and_gates(runner, trained)
     print("[3/6] promotion sensor tick ...")
     if _promote_if_gates_pass(runner) is None:
@@ -187,6 +323,7 @@ def cmd_run(args) -> int:
 def cmd_batch(args) -> int:
     from market_master.lib.batch import run_batch
 
+    _require_writable(Path(args.out), "--out")
     result = run_batch(
         args.csv_dir,
         args.holdings,
@@ -206,6 +343,9 @@ def cmd_batch(args) -> int:
     )
     for name, path in result.files.items():
         print(f"  {name}: {path}")
+    for note in result.notes:
+        if note.startswith("WARN weights"):
+            print(f"WARNING {note.removeprefix('WARN ')}")
     return 0
 
 
@@ -343,18 +483,32 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# commands that write the data root (partitions, the Dagster instance, the registry): one at a time
+ROOT_WRITERS = ("run", "promote", "rollback")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        if args.command not in ROOT_WRITERS:
+            return args.func(args)
+        from market_master.local_run import data_root_lock
+
+        with data_root_lock(settings.data_root()):
+            return args.func(args)
     except Exception as exc:  # noqa: BLE001 - top-level: one clear line, exit 2
         from market_master.lib.mlflow_adapter import RegistryError
+        from market_master.lib.sources import DataSourceError
         from market_master.local_run import RunFailed
 
-        if isinstance(exc, RunFailed | RegistryError | ValueError | FileNotFoundError):
-            print(f"error: {exc}", file=sys.stderr)
+        # ValueError covers BatchInputError, WeightsError, BarValidationError and bad thresholds
+        user_errors = (CliError, RunFailed, RegistryError, DataSourceError, ValueError, KeyError)
+        file_errors = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+        if isinstance(exc, user_errors + file_errors):
+            message = " | ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+            print(f"error: {message}", file=sys.stderr)
             return 2
         raise
 

@@ -5,8 +5,12 @@ the daemon would (same jobs, same sensor, same run configs): what `market-master
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import dagster as dg
 from market_master import settings
 
 PROMOTE_JOB = "promote_job"
+LOCK_FILE = ".market-master.lock"
 PID_TAG = "market_master/pid"  # the process running an in-process run (to fail it if that process died)
 
 
@@ -39,6 +44,45 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
 
 class RunFailed(RuntimeError):
     """A job failed; the message names the run and its last failure events."""
+
+
+class DataRootBusy(RunFailed):
+    """Another market-master command holds the data root."""
+
+
+@contextmanager
+def data_root_lock(root: Path) -> Iterator[None]:
+    """One market-master command at a time per data root (two concurrent `run`s on a fresh root broke
+    Dagster's sqlite instance creation). Non-blocking: the second command stops at once, naming the
+    holder. The OS releases the lock when its process dies, kill -9 included."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = (root / LOCK_FILE).open("a+")
+    except OSError as exc:
+        raise RunFailed(
+            f"the data root {root} is not writable ({exc.strerror}): set MARKET_MASTER_HOME"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown process"
+        handle.close()
+        raise DataRootBusy(
+            f"another market-master command is using the data root {root} ({holder}): wait for it to "
+            "finish, or point MARKET_MASTER_HOME at another root"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(
+        f"pid {os.getpid()}: market-master {' '.join(sys.argv[1:2])} since {time.strftime('%H:%M:%S')}"
+    )
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 @dataclass

@@ -31,5 +31,5 @@ def reload_model(_: AdminDep, service: ModelServiceDep) -> ReloadPublic:
         changed=outcome.changed,
         previous_version=prev.version if prev else None,
         previous_source=prev.source if prev else None,
-        served=health_of(service),
+        served=health_of(service, check_registry=False),  # the reload just checked it
     )

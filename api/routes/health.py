@@ -1,4 +1,5 @@
-"""GET /health: what is served, from where, and a loud warning when it is the local fallback."""
+"""GET /health: what is served, from where, whether the registry can be read NOW, and a loud warning when
+the API serves the local fallback or cannot read the registry (the loaded model keeps serving)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,24 @@ from fastapi import APIRouter
 
 from api.deps import ModelServiceDep
 from api.model_service import ModelService
+from api.redact import redact_text, redact_uri
 from api.schemas import HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
-def health_of(service: ModelService) -> HealthPublic:
-    """The health body for the service's current state."""
+def health_of(service: ModelService, *, check_registry: bool = True) -> HealthPublic:
+    """The health body for the service's current state; `check_registry` re-checks the registry when the
+    last check is stale (`ModelService.registry_status`), else the last check is reported."""
+    registry_error = service.registry_status() if check_registry else service.registry_error
     served = service.peek()
     settings = service.settings
+    common = {
+        "tracking_uri": redact_uri(settings.tracking_uri),
+        "registry_error": redact_text(registry_error),
+        "last_reload_error": redact_text(service.last_error),
+        "reload_poll_seconds": settings.reload_poll_seconds,
+    }
     if served is None:
         return HealthPublic(
             status="no_model",
@@ -24,27 +34,33 @@ def health_of(service: ModelService) -> HealthPublic:
             model_uri=None,
             source=None,
             loaded_at=None,
-            tracking_uri=settings.tracking_uri,
-            warning=f"NO MODEL LOADED: model endpoints answer 503. {service.last_error or ''}".strip(),
-            last_reload_error=service.last_error,
-            reload_poll_seconds=settings.reload_poll_seconds,
+            warning=redact_text(
+                f"NO MODEL LOADED: model endpoints answer 503. {service.last_error or ''}".strip()
+            ),
+            **common,
         )
+    warnings = [served.warning] if served.warning else []
+    if registry_error is not None:
+        warnings.append(
+            f"REGISTRY UNREADABLE, STILL SERVING the loaded model {served.name} version {served.version} "
+            f"(source {served.source}, loaded {served.loaded_at.isoformat()}): {registry_error}"
+        )
+    degraded = served.source == "local_fallback" or registry_error is not None
     return HealthPublic(
-        status="ok" if served.source != "local_fallback" else "degraded",
+        status="degraded" if degraded else "ok",
         model_name=served.name,
         model_version=served.version,
         model_alias=served.alias,
-        model_uri=served.model_uri,
+        model_uri=redact_uri(served.model_uri),
         source=served.source,
         loaded_at=served.loaded_at.isoformat(),
-        tracking_uri=settings.tracking_uri,
-        warning=served.warning,
-        last_reload_error=service.last_error,
-        reload_poll_seconds=settings.reload_poll_seconds,
+        warning=redact_text(" | ".join(warnings)) if warnings else None,
+        **common,
     )
 
 
 @router.get("/health", response_model=HealthPublic)
 def health(service: ModelServiceDep) -> HealthPublic:
-    """Always 200: `status` is ok, degraded (local fallback) or no_model."""
+    """Always 200: `status` is ok, degraded (local fallback served, or the registry cannot be read now:
+    `registry_error` says why, the loaded model keeps serving) or no_model."""
     return health_of(service)

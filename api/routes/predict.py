@@ -13,7 +13,14 @@ from api.deps import BatcherDep, PredictContextDep, ServedModelDep, SettingsDep,
 from api.errors import ApiError
 from api.inference import BarWindow
 from api.model_service import ServedModel
-from api.schemas import ComponentPredictionPublic, ErrorPublic, PredictionPublic, PredictRequest
+from api.schemas import (
+    SYMBOL_CONSTRAINTS,
+    ComponentPredictionPublic,
+    ErrorPublic,
+    PredictionPublic,
+    PredictRequest,
+    normalize_symbol,
+)
 from api.store_service import HOURLY_BARS
 from market_master.lib.labels import CLASSES
 from market_master.lib.prediction import OK, UNKNOWN_SYMBOL, ModelInfo, NonFiniteFeaturesError
@@ -40,7 +47,9 @@ def _unknown_symbol(message: str) -> ApiError:
 
 
 def _check_symbol(symbol: str, served: ServedModel) -> str:
-    sym = symbol.strip().upper()
+    """The canonical symbol (already pattern-checked by the request models: GET and POST alike), 404 when
+    the served model does not know it."""
+    sym = normalize_symbol(symbol)
     known = known_symbols(served)
     if sym not in known:
         raise _unknown_symbol(f"unknown symbol {sym!r}: the served model knows {sorted(known)}")
@@ -133,9 +142,7 @@ def _stored_window(store, settings, served: ServedModel, symbol: str) -> tuple[s
 
 @router.get("/predict/component", response_model=ComponentPredictionPublic, responses=_ERRORS)
 def predict_component(
-    symbol: Annotated[
-        str, Query(min_length=1, max_length=12, description="Constituent ticker", examples=["NVDA"])
-    ],
+    symbol: Annotated[str, Query(**SYMBOL_CONSTRAINTS)],
     served: ServedModelDep,
     store: StoreDep,
     settings: SettingsDep,

@@ -142,6 +142,32 @@ def values_are_finite(df: pd.DataFrame) -> CheckOutcome:
     return _outcome("values_are_finite", "open, high, low, close, volume are finite", df, bad, VALUE_COLUMNS)
 
 
+MAX_ABS_LOG_RETURN = float(np.log(10.0))  # a bar 10x (or 1/10) the previous close is a data error
+
+
+def returns_are_sane(df: pd.DataFrame) -> CheckOutcome:
+    """|log(price / previous close of the same symbol)| <= log(10) for open, high, low and close.
+
+    A bar 5,000x the last close is a unit or typing error, not a market move: scored as it is it would
+    dominate the features (and the signal) with full confidence. Rows without a positive finite price or
+    previous close are left to the other checks.
+    """
+    prices = df[PRICE_COLUMNS].to_numpy(dtype="float64")
+    prev_close = df.groupby("symbol", sort=False)["close"].shift(1).to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(np.log(prices / prev_close[:, None]))
+    usable = np.isfinite(ratio) & (prices > 0) & (prev_close[:, None] > 0)
+    bad = (usable & (ratio > MAX_ABS_LOG_RETURN)).any(axis=1)
+    outcome = _outcome(
+        "returns_are_sane",
+        "every price is within 10x (|log return| <= log 10) of the previous close of the same symbol",
+        df.assign(previous_close=prev_close),
+        bad,
+        [*PRICE_COLUMNS, "previous_close"],
+    )
+    return outcome
+
+
 def bars_are_complete(df: pd.DataFrame, expected_symbols: list[str] | None = None) -> CheckOutcome:
     """WARN: calendar bars between the frame's first and last timestamp that a symbol lacks.
 
@@ -172,6 +198,7 @@ ERROR_CHECKS = (
     low_is_at_most_open_and_close,
     timestamps_are_unique,
     timestamps_are_trading_bars,
+    returns_are_sane,
 )
 
 
@@ -186,6 +213,7 @@ _FIELD_OF_CHECK = {
     "volume_is_non_negative": "volume",
     "timestamps_are_unique": "timestamp",
     "timestamps_are_trading_bars": "timestamp",
+    "returns_are_sane": "close",
 }
 
 

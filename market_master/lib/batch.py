@@ -37,7 +37,7 @@ from market_master.lib.segments import (
 )
 from market_master.lib.signal import DEFAULT_THRESHOLDS, compute_wss, decisions_from_wss, validate_thresholds
 from market_master.lib.sources.csv_source import CsvSource
-from market_master.lib.weights import load_holdings_csv
+from market_master.lib.weights import load_holdings_csv, total_warning
 
 __all__ = [
     "BatchInputError",
@@ -60,25 +60,46 @@ class BatchInputError(ValueError):
 
 
 def load_csv_bars(csv_dir: Path) -> pd.DataFrame:
-    """All ``<SYM>_1h.csv`` files of ``csv_dir`` as canonical bars (raises if there are none)."""
+    """All ``<SYM>_1h.csv`` files of ``csv_dir`` as canonical bars plus each row's ``file`` and ``line``
+    (1-based, header = line 1); raises if there are none."""
+    if not Path(csv_dir).is_dir():
+        raise BatchInputError(f"--csv-dir {csv_dir} is not a directory")
     source = CsvSource(csv_dir)
     symbols = source.available_symbols()
     if not symbols:
         raise BatchInputError(f"no '<SYMBOL>_1h.csv' files in {csv_dir}")
-    return source.fetch(symbols)
+    return source.fetch_with_lines(symbols)
 
 
-def check_bars_or_raise(frame: pd.DataFrame) -> list[str]:
-    """Run the bar quality checks; raise on any failed ERROR check (naming rows), return WARN notes."""
+ORIGIN_COLUMNS = ["file", "line"]
+
+
+def _where(row: Mapping[str, Any], origin: pd.DataFrame | None, columns: list[str]) -> str:
+    """'<file> line <n>: symbol S, timestamp T, column=value ...' for one offending row."""
+    values = ", ".join(f"{c}={row[c]!r}" for c in columns if c in row)
+    stamp = f"{row['symbol']} {row['timestamp']}" if "timestamp" in row else str(row.get("symbol"))
+    if origin is not None and "row" in row:
+        file, line = origin.iloc[int(row["row"])][ORIGIN_COLUMNS]
+        return f"{file} line {int(line)} ({stamp}): {values}"
+    return f"{stamp}: {values}"
+
+
+def check_bars_or_raise(frame: pd.DataFrame, origin: pd.DataFrame | None = None) -> list[str]:
+    """Run the bar quality checks; raise on any failed ERROR check (naming each offending row by file and
+    line when ``origin`` - the ``file`` and ``line`` of every row of ``frame`` - is given, with the columns
+    at fault and their values), return WARN notes."""
     notes = []
     for outcome in bars_lib.run_bar_checks(frame):
         if outcome.passed:
             continue
-        shown = outcome.offending.head(5).to_dict("records")
         if outcome.severity == bars_lib.ERROR:
+            columns = [c for c in outcome.offending.columns if c not in ("row", "symbol", "timestamp")]
+            shown = [_where(r, origin, columns) for r in outcome.offending.head(5).to_dict("records")]
+            more = f" (+{outcome.n_offending - 5} more)" if outcome.n_offending > 5 else ""
             raise BatchInputError(
-                f"bar check {outcome.name} failed ({outcome.description}) on {outcome.n_offending} row(s), "
-                f"e.g. {shown}"
+                f"bar check {outcome.name} failed ({outcome.description}) on {outcome.n_offending} row(s): "
+                + "; ".join(shown)
+                + more
             )
         missing = outcome.offending
         per_symbol = missing.groupby("symbol").size().to_dict() if "symbol" in missing else {}
@@ -107,21 +128,48 @@ def _read_bars(
     file_symbols = sorted(all_bars["symbol"].unique())
     proxy_bars = None
     if proxy_symbol and proxy_symbol in file_symbols:
-        proxy_bars = all_bars[all_bars["symbol"] == proxy_symbol].reset_index(drop=True)
+        proxy_rows = all_bars[all_bars["symbol"] == proxy_symbol].reset_index(drop=True)
+        notes_proxy = check_bars_or_raise(proxy_rows[bars_lib.BAR_COLUMNS], proxy_rows[ORIGIN_COLUMNS])
+        proxy_bars = proxy_rows[bars_lib.BAR_COLUMNS]
     constituents = [s for s in file_symbols if s != proxy_symbol]
     if not constituents:
         raise BatchInputError(f"{csv_dir} holds no constituent CSV besides the proxy {proxy_symbol}")
-    bars = all_bars[all_bars["symbol"].isin(constituents)].reset_index(drop=True)
-    notes = check_bars_or_raise(bars)
+    rows = all_bars[all_bars["symbol"].isin(constituents)].reset_index(drop=True)
+    bars = rows[bars_lib.BAR_COLUMNS]
+    notes = check_bars_or_raise(bars, rows[ORIGIN_COLUMNS])
     if proxy_bars is not None:
-        notes += [f"proxy {proxy_symbol}: {n}" for n in check_bars_or_raise(proxy_bars)]
+        notes += [f"proxy {proxy_symbol}: {n}" for n in notes_proxy]
     return bars, proxy_bars, constituents, notes
+
+
+def check_proxy_covers(
+    proxy_bars: pd.DataFrame | None, proxy_symbol: str | None, seg: dict[str, pd.DatetimeIndex]
+) -> None:
+    """Raise BatchInputError when the proxy CSV does not cover the validation and test windows: the
+    threshold sweep and the backtest would run on zero (or too few) bars and report nothing as a result."""
+    if proxy_bars is None:
+        return
+    valid, test = seg["validation"], seg["test"]
+    need = f"validation {valid.min()} .. {valid.max()} and test {test.min()} .. {test.max()}"
+    have = proxy_bars["timestamp"]
+    if have.empty:
+        raise BatchInputError(f"the index proxy {proxy_symbol} CSV has no bars; the backtest needs {need}")
+    lo, hi = have.min(), have.max()
+    if lo > valid.min() or hi < test.max():
+        raise BatchInputError(
+            f"the index proxy {proxy_symbol} CSV covers {lo} .. {hi}, but the backtest needs {need}: "
+            f"extend {proxy_symbol}_1h.csv over those windows, or pass --proxy '' to trade the weighted "
+            f"constituents instead"
+        )
 
 
 def _read_weights(
     holdings_path: Path, constituents: list[str], last_hour: pd.Timestamp
 ) -> tuple[Any, dict[str, Any]]:
     """(weights limited to the constituents, the weights facts reported in backtest.json)."""
+    unit_warnings = [w for w in map(total_warning, load_holdings_csv(holdings_path).snapshots) if w]
+    for warning in unit_warnings:
+        log.warning("WEIGHTS LOOK WRONG: %s", warning)
     weights, single_snapshot = load_weights(holdings_path)
     snapshot = dict(weights) if single_snapshot else dict(weights(last_hour))
     weighted = {s for s, w in snapshot.items() if w > 0}
@@ -134,6 +182,7 @@ def _read_weights(
             sum(w for s, w in snapshot.items() if s in constituents) / sum(snapshot.values())
         ),
         "single_snapshot": single_snapshot,
+        "weights_warnings": unit_warnings,
     }
     return _restrict(weights, set(constituents)), facts
 
@@ -273,8 +322,9 @@ def check_model_is_out_of_sample(model: Any, test_start: pd.Timestamp) -> None:
         if end >= test_start:
             raise BatchInputError(
                 f"the given model's {name} ends {end} (window {window[0]} .. {window[1]}), on/after the "
-                f"test segment start {test_start}: the test table would be in-sample. Give bars that extend "
-                f"past the model's windows, or smaller train/validation shares so the test starts later"
+                f"test segment start {test_start}: the test table would be in-sample. Give CSVs that extend "
+                f"past the model's windows (the test segment is the last quarter of the sessions), or drop "
+                f"--model-uri to train a model on the train segment in batch"
             )
 
 
@@ -444,10 +494,12 @@ def run_batch(
     feature_config = feature_config or FeatureConfig()
     bars, proxy_bars, constituents, notes = _read_bars(Path(csv_dir), proxy_symbol)
     weights, weight_facts = _read_weights(Path(holdings_path), constituents, bars["timestamp"].max())
+    notes += [f"WARN weights: {w}" for w in weight_facts["weights_warnings"]]
     if weight_facts["single_snapshot"]:
         notes.append("a single holdings snapshot was given: today's weights were applied to all history")
     hours = pd.DatetimeIndex(bars["timestamp"].unique()).sort_values()
     seg = split_sessions(hours, segments)
+    check_proxy_covers(proxy_bars, proxy_symbol, seg)
     features = compute_features(bars, feature_config)
     proxy_fwd, proxy_name, proxy_notes = _proxy_returns(
         bars, proxy_bars, proxy_symbol, weights, weight_facts["single_snapshot"]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from market_master.lib.psi import DRIFTED_SHARE_LIMIT
+from market_master.lib.psi import DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT, population_stability_index
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,44 @@ def _save_html(snapshot, out_html: str | Path) -> Path:
     return path
 
 
+PSI_STATTEST = "market_master_psi"
+
+
+def _register_psi_stattest() -> str:
+    """Our PSI (lib.psi: reference-quantile bins, floor 1e-4) as an Evidently stat test, registered once,
+    so the drift report's per-column verdicts are the drift GATE's: one method, one threshold (PSI >
+    DEFAULT_PSI_THRESHOLD per feature), one share (DRIFTED_SHARE_LIMIT)."""
+    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    if getattr(_register_psi_stattest, "done", False):
+        return PSI_STATTEST
+
+    def _psi(reference, current, feature_type, threshold):
+        value = population_stability_index(reference.to_numpy(float), current.to_numpy(float))
+        return value, value > threshold
+
+    test = StatTest(
+        name=PSI_STATTEST,
+        display_name="PSI (market_master.lib.psi, the drift gate's method)",
+        allowed_feature_types=[ColumnType.Numerical],
+        default_threshold=DEFAULT_PSI_THRESHOLD,
+    )
+    register_stattest(test, _psi)
+    _register_psi_stattest.done = True
+    return PSI_STATTEST
+
+
 def data_drift_report(
     reference_df: pd.DataFrame,
     current_df: pd.DataFrame,
     columns: Sequence[str],
     out_html: str | Path,
     drift_share: float = DRIFT_SHARE,
-    max_rows: int = MAX_EVIDENTLY_ROWS,
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD,
 ) -> dict:
-    """Evidently DataDriftPreset on numeric `columns`; HTML to `out_html`; returns a summary dict.
+    """Evidently DataDriftPreset on numeric `columns` with the drift gate's PSI per column (one verdict:
+    see `_register_psi_stattest`); HTML to `out_html`; returns a summary dict.
 
     Summary: drift_share, n_drifted, n_columns, drifted_columns, dataset_drift (share >= drift_share,
     Evidently's rule), columns = {col: {score, method, threshold, drifted}}, row counts used.
@@ -63,10 +92,18 @@ def data_drift_report(
             raise KeyError(f"{side} frame lacks drift columns {missing}")
         if df[columns].dropna(how="all").empty:
             raise ValueError(f"{side} frame has no non-null rows in {columns}")
-    ref = _sample(reference_df[columns].astype(float), max_rows)
-    cur = _sample(current_df[columns].astype(float), max_rows)
+    # all rows (no sampling): the verdicts must be the gate's, computed on the same rows
+    ref = reference_df[columns].astype(float)
+    cur = current_df[columns].astype(float)
     definition = DataDefinition(numerical_columns=columns)
-    snapshot = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True).run(
+    preset = DataDriftPreset(
+        # Evidently calls a dataset drifted at share >= drift_share, the gate at share > limit: nudge it
+        columns=columns,
+        drift_share=drift_share + 1e-9,
+        method=_register_psi_stattest(),
+        threshold=psi_threshold,
+    )
+    snapshot = Report([preset], include_tests=True).run(
         Dataset.from_pandas(cur, data_definition=definition),
         Dataset.from_pandas(ref, data_definition=definition),
     )
@@ -81,7 +118,7 @@ def data_drift_report(
         "n_drifted": len(drifted),
         "drift_share": share,
         "drift_share_threshold": drift_share,
-        "dataset_drift": share >= drift_share,
+        "dataset_drift": share > drift_share,  # the gate passes at share <= limit
         "drifted_columns": drifted,
         "columns": per_column,
         "n_reference_rows": len(reference_df),
@@ -130,9 +167,10 @@ def classification_quality_report(
 ) -> dict:
     """Evidently ClassificationPreset HTML + sklearn numbers (macro-F1, accuracy, per-class P/R/F1).
 
-    `proba_df` (optional) has one column per label, named `<label>` or `p_<label>`. Note Evidently
-    derives predicted labels from argmax(proba) when probabilities are given; the summary reports
-    `n_pred_not_argmax` so a difference between its HTML and `y_pred` is visible.
+    `proba_df` (optional) has one column per label, named `<label>` or `p_<label>`. What is scored, in
+    the HTML and the numbers alike, is `y_pred`: the action that was SERVED (the model's banded decision
+    rule, not the argmax of its probabilities). Evidently would derive labels from argmax(proba) if it got
+    the probabilities, so it does not: they only feed `n_pred_not_argmax` (how often the two differ).
     """
     from evidently import DataDefinition, Dataset, MulticlassClassification, Report
     from evidently.presets import ClassificationPreset
@@ -161,13 +199,11 @@ def classification_quality_report(
         n_pred_not_argmax = int((argmax != frame["prediction"].to_numpy()).sum())
     definition = DataDefinition(
         classification=[
-            MulticlassClassification(
-                target="target", prediction_labels="prediction", prediction_probas=proba_cols
-            )
+            MulticlassClassification(target="target", prediction_labels="prediction", prediction_probas=None)
         ],
         categorical_columns=["target", "prediction"],
     )
-    used = _sample(frame, max_rows)
+    used = _sample(frame[["target", "prediction"]], max_rows)
     snapshot = Report([ClassificationPreset()]).run(
         Dataset.from_pandas(used, data_definition=definition), None
     )
@@ -188,9 +224,19 @@ def classification_quality_report(
             for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
         },
         "n_pred_not_argmax": n_pred_not_argmax,
+        "evidently_accuracy": _evidently_value(snapshot.dict(), "Accuracy"),
+        "scored": "served actions (the model's decision rule), not the argmax of its probabilities",
     }
     log.info("classification report %s: macro-F1 %.4f on %d rows", html, summary["f1_macro"], len(y_true))
     return summary
+
+
+def _evidently_value(snapshot_dict: dict, metric: str) -> float | None:
+    """A scalar metric of an Evidently snapshot (e.g. Accuracy), to show the HTML scored the same labels."""
+    for m in snapshot_dict.get("metrics", []):
+        if m.get("config", {}).get("type") == f"evidently:metric_v2:{metric}":
+            return float(m["value"])
+    return None
 
 
 _METRIC_KEY = re.compile(r"[^0-9A-Za-z_\-. /]")

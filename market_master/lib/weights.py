@@ -92,6 +92,34 @@ class WeightsHistory:
         return self.snapshots[pos - 1]
 
 
+MAX_PLAUSIBLE_TOTAL = 1.05  # a snapshot cannot hold more than the whole index (5 % rounding slack)
+MIN_PLAUSIBLE_TOTAL = 0.02  # below 2 % of the index: most likely fractions written into weight_pct
+
+
+def raw_total(snapshot: WeightsSnapshot) -> float:
+    """The snapshot's raw weights summed, as a fraction of the index (1.0 = 100 %)."""
+    return float(sum(snapshot.weights.values()))
+
+
+def total_warning(snapshot: WeightsSnapshot) -> str | None:
+    """A loud message when the raw weights cannot be shares of one index (e.g. fractions x 300 sum to
+    300 %, or fractions given as weight_pct sum to 1 %); None when the total is plausible. They are still
+    renormalised over the universe, which hides the unit error: this is what says so."""
+    total = raw_total(snapshot)
+    where = f"holdings as of {snapshot.as_of} ({snapshot.source})"
+    if total > MAX_PLAUSIBLE_TOTAL:
+        return (
+            f"{where}: the weights sum to {total * 100:.1f} % of the index (> 100 %): wrong units (weight_pct "
+            f"is percent, weight is fractions) or duplicated rows? They were renormalised to 100 % anyway"
+        )
+    if 0 < total < MIN_PLAUSIBLE_TOTAL:
+        return (
+            f"{where}: the weights sum to only {total * 100:.3f} % of the index: fractions given as "
+            f"weight_pct? They were renormalised to 100 % anyway"
+        )
+    return None
+
+
 def embedded_top10() -> WeightsSnapshot:
     """The top-10 QQQ constituents and their weights as of 2025-04-28 (fractions, not renormalised)."""
     return WeightsSnapshot(
@@ -159,6 +187,11 @@ def load_holdings_csv(path: Path | str) -> WeightsHistory:
         WeightsSnapshot(as_of=day, weights=dict(zip(g["symbol"], g["weight"], strict=True)), source=str(path))
         for day, g in frame.groupby("as_of", sort=True)
     ]
+    for snap in snapshots:
+        if raw_total(snap) <= 0:
+            raise WeightsError(
+                f"{path}: every weight of the snapshot as of {snap.as_of} is zero: nothing can be weighted"
+            )
     return WeightsHistory(snapshots)
 
 

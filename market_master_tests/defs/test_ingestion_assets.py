@@ -132,3 +132,54 @@ def test_misconfigured_source_fails_with_a_clear_message(tmp_path, source):
     assert not res.success
     failure = [e for e in res.all_events if e.is_failure][0]
     assert "csv_dir" in failure.message or "csv_dir" in str(failure.event_specific_data)
+
+
+def _bad_csv_dir(tmp_path, edit):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    bars = SyntheticSource().fetch(SYMBOLS, "2024-03-04", "2024-03-05")
+    for sym, g in bars.groupby("symbol"):
+        g = g.rename(columns={"timestamp": "Datetime"}).drop(columns="symbol").astype({"close": object})
+        if sym == "NVDA":
+            edit(g)
+        g.to_csv(csv_dir / f"{sym}_1h.csv", index=False)
+    return csv_dir
+
+
+def test_an_input_error_is_not_retried(tmp_path):
+    def garble(g):
+        g.loc[g.index[2], "close"] = "12,5"
+
+    csv_dir = _bad_csv_dir(tmp_path, garble)
+    with dg.DagsterInstance.ephemeral() as instance:
+        res = dg.materialize(
+            [hourly_bars],
+            resources=_resources(tmp_path / "root", source="csv", csv_dir=str(csv_dir)),
+            tags=_range_tags("2024-03-04-09:30", "2024-03-05-15:30"),
+            raise_on_error=False,
+            instance=instance,
+        )
+    assert not res.success
+    assert not [e for e in res.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in res.all_events if e.is_step_failure)
+    text = str(failure.event_specific_data.error)
+    assert "not retried" in text and "NVDA_1h.csv" in text and "line 4" in text and "'12,5'" in text
+
+
+def test_a_bar_ten_times_the_previous_close_fails_returns_are_sane(tmp_path):
+    def explode(g):
+        i = g.index[5]
+        g.loc[i, ["open", "high", "low", "close"]] = float(g.loc[g.index[4], "close"]) * 5000
+
+    csv_dir = _bad_csv_dir(tmp_path, explode)
+    res = dg.materialize(
+        [hourly_bars, feature_table],
+        resources=_resources(tmp_path / "root", source="csv", csv_dir=str(csv_dir)),
+        tags=_range_tags("2024-03-04-09:30", "2024-03-05-15:30"),
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in res.get_asset_check_evaluations()}
+    bad = evaluations["returns_are_sane"]
+    assert not bad.passed and "NVDA" in bad.metadata["offending_rows"].value
+    assert "10x" in bad.metadata["description"].value
+    assert not res.asset_materializations_for_node("feature_table")

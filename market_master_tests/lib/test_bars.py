@@ -118,3 +118,25 @@ def test_strict_validation_errors_name_field_and_rows(good):
     with pytest.raises(B.BarValidationError) as err:
         B.validate_bars_or_raise(bad)
     assert (err.value.field, err.value.rows) == ("close", [7])
+
+
+def test_returns_are_sane_flags_a_bar_5000x_the_previous_close(good):
+    assert B.returns_are_sane(good).passed
+    bad = good.copy()
+    i = int(np.flatnonzero(bad["symbol"].eq("MSFT"))[4])
+    bad.loc[i, ["open", "high", "low", "close"]] = bad.loc[i - 1, "close"] * 5000
+    outcome = B.returns_are_sane(bad)
+    assert not outcome.passed and "10x" in outcome.description
+    rows = outcome.offending
+    assert rows["row"].tolist() == [i, i + 1]  # the jump and the way back, both named
+    assert set(rows["symbol"]) == {"MSFT"} and "previous_close" in rows.columns
+    # the first bar of a symbol is never compared with another symbol's close
+    first_msft = int(np.flatnonzero(good["symbol"].eq("MSFT"))[0])
+    shifted = good.copy()
+    shifted.loc[first_msft:, PRICES] = shifted.loc[first_msft:, PRICES] * 50
+    assert B.returns_are_sane(shifted).passed
+    with pytest.raises(B.BarValidationError, match="close"):
+        B.validate_bars_or_raise(bad)
+
+
+PRICES = ["open", "high", "low", "close"]

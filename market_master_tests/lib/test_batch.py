@@ -152,9 +152,9 @@ def test_poisoning_the_test_window_does_not_move_thresholds(inputs, tmp_path):
         frame = pd.read_csv(f)
         ts = pd.to_datetime(frame["Datetime"], utc=True).dt.tz_convert("America/New_York")
         late = ts > test_start  # keep the first test bar: the last validation decision is not scored anyway
-        # a wild but valid zig-zag in the test window only
+        # a wild but valid zig-zag in the test window only (4x bar to bar: inside returns_are_sane's 10x)
         factor = pd.Series(1.0, index=frame.index)
-        factor[late] = [3.0 if i % 2 else 0.3 for i in range(int(late.sum()))]
+        factor[late] = [2.0 if i % 2 else 0.5 for i in range(int(late.sum()))]
         for col in ("open", "high", "low", "close"):
             frame[col] = frame[col] * factor
         frame.loc[late, "high"] = frame.loc[late, ["open", "high", "low", "close"]].max(axis=1)
@@ -280,3 +280,87 @@ def test_no_proxy_csv_uses_point_in_time_weights(inputs, batch_run, tmp_path):
         proxy_with(second).reindex(got.index[before]).to_numpy()
     )
     assert "Dated holdings history" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _edited_copy(csv_dir: Path, dest: Path, symbol: str, edit) -> Path:
+    dest.mkdir()
+    for f in csv_dir.glob("*_1h.csv"):
+        frame = pd.read_csv(f)
+        if f.name.startswith(symbol + "_"):
+            frame = edit(frame)
+        frame.to_csv(dest / f.name, index=False)
+    return dest
+
+
+def test_failed_check_names_file_line_column_and_value_not_the_combined_row(inputs, tmp_path):
+    csv_dir, holdings = inputs
+
+    def lower_high(frame):
+        frame.loc[5, "high"] = 1.25  # data row 5 -> line 7 (header = line 1)
+        return frame
+
+    bad = _edited_copy(csv_dir, tmp_path / "bad", "CCC", lower_high)
+    with pytest.raises(BatchInputError) as err:
+        run_batch(bad, holdings, tmp_path / "out", candidates=("LogReg",))
+    message = str(err.value)
+    assert f"{bad / 'CCC_1h.csv'} line 7" in message and "high=1.25" in message, message
+    assert "'row'" not in message
+
+
+def test_a_bar_5000x_the_last_close_is_refused(inputs, tmp_path):
+    csv_dir, holdings = inputs
+
+    def explode(frame):
+        frame.loc[40, ["open", "high", "low", "close"]] = frame.loc[39, "close"] * 5000
+        return frame
+
+    bad = _edited_copy(csv_dir, tmp_path / "bad", "AAA", explode)
+    with pytest.raises(BatchInputError, match=r"returns_are_sane.*10x.*AAA_1h.csv line 42"):
+        run_batch(bad, holdings, tmp_path / "out", candidates=("LogReg",))
+
+
+def test_proxy_not_covering_validation_and_test_is_an_error(inputs, tmp_path):
+    csv_dir, holdings = inputs
+
+    def first_month(frame):
+        return frame[frame["Datetime"] < "2024-04-01"]
+
+    short = _edited_copy(csv_dir, tmp_path / "short", "QQQ", first_month)
+    with pytest.raises(BatchInputError) as err:
+        run_batch(short, holdings, tmp_path / "out", candidates=("LogReg",))
+    message = str(err.value)
+    assert "index proxy QQQ" in message and "covers 2024-03-01" in message
+    assert "validation 2024-" in message and "test 2024-" in message
+    assert not (tmp_path / "out" / "backtest.json").exists()
+
+
+def test_weights_far_from_100_percent_are_flagged_in_the_notes(inputs, tmp_path):
+    csv_dir, _ = inputs
+    holdings = tmp_path / "h.csv"
+    pd.DataFrame(
+        {"symbol": ["AAA", "BBB", "CCC"], "weight_pct": [150.0, 90.0, 60.0], "as_of": "2025-04-28"}
+    ).to_csv(holdings, index=False)
+    res = run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), sweep=False)
+    warnings = [n for n in res.notes if n.startswith("WARN weights")]
+    assert warnings and "300.0 %" in warnings[0]
+    assert "300.0 %" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_model_refusal_suggests_only_what_the_cli_offers(inputs, batch_run, tmp_path):
+    import re
+
+    from market_master import cli
+
+    csv_dir, holdings = inputs
+    test_start = pd.Timestamp(batch_run.segments["test"]["start"])
+    model = batch_run.model
+    late = dataclasses.replace(model, training_window=(model.training_window[0], test_start.isoformat()))
+    with pytest.raises(BatchInputError) as err:
+        run_batch(csv_dir, holdings, tmp_path / "a", model=late, sweep=False)
+    message = str(err.value)
+    assert "shares" not in message  # the CLI cannot set the segment shares
+    batch_parser = cli.build_parser()._subparsers._group_actions[0].choices["batch"]
+    known = {opt for action in batch_parser._actions for opt in action.option_strings}
+    assert set(re.findall(r"--[a-z][a-z-]*", message)) <= known
+    source = (Path(cli.__file__).parent / "lib" / "batch.py").read_text()
+    assert set(re.findall(r"(--[a-z][a-z-]*)", source)) <= known | {"--proxy", "--csv-dir"}

@@ -91,3 +91,37 @@ def test_empty_range_is_an_error_not_an_empty_frame(tmp_path):
     _write(tmp_path, "AAA", HEADER + "".join(ROWS))
     with pytest.raises(DataSourceError, match="no bars in"):
         CsvSource(tmp_path).fetch(["AAA"], "2025-01-01", "2025-01-31")
+
+
+def test_empty_binary_and_header_only_files_are_named(tmp_path):
+    (tmp_path / "EMP_1h.csv").write_text("")
+    (tmp_path / "PNG_1h.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    (tmp_path / "HDR_1h.csv").write_text(HEADER)
+    source = CsvSource(tmp_path)
+    for symbol, expected in (("EMP", "empty"), ("PNG", "not a text CSV"), ("HDR", "no data rows")):
+        with pytest.raises(DataSourceError) as err:
+            source.fetch([symbol])
+        message = str(err.value)
+        assert str(tmp_path / f"{symbol}_1h.csv") in message and expected in message, message
+        assert "1900" not in message and "2200" not in message
+
+
+def test_line_numbers_count_blank_lines_and_rows_carry_their_line(tmp_path):
+    text = HEADER + ROWS[0] + "\n" + ROWS[1] + "2024-03-08 11:30:00-05:00,10,x,9,10,10,5\n"
+    path = _write(tmp_path, "AAA", text)
+    with pytest.raises(DataSourceError) as err:
+        CsvSource(tmp_path).fetch(["AAA"])
+    assert f"{path}: line 5, column 'High'" in str(err.value) and "'x'" in str(err.value)
+    _write(tmp_path, "AAA", HEADER + ROWS[1] + "\n" + ROWS[0])  # out of order + a blank line
+    bars = CsvSource(tmp_path).fetch_with_lines(["AAA"])
+    assert bars["line"].tolist() == [4, 2] and bars["file"].eq(str(path)).all()
+    assert bars["timestamp"].is_monotonic_increasing
+
+
+def test_nonexistent_local_time_names_line_and_value(tmp_path):
+    # 2024-03-10 02:30 does not exist in New York (DST starts)
+    text = "Datetime,Open,High,Low,Close,Volume\n2024-03-08 09:30:00,1,2,0.5,1.5,1\n2024-03-10 02:30:00,1,2,0.5,1.5,1\n"
+    path = _write(tmp_path, "AAA", text)
+    with pytest.raises(DataSourceError) as err:
+        CsvSource(tmp_path).fetch(["AAA"])
+    assert f"{path}: line 3, column 'Datetime'" in str(err.value) and "2024-03-10 02:30:00" in str(err.value)

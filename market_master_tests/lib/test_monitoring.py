@@ -51,13 +51,23 @@ def test_drift_report_flags_shifted_window_only(tmp_path):
         data_drift_report(reference, reference.drop(columns="rsi_14"), COLS, tmp_path / "x.html")
 
 
-def test_drift_report_samples_large_inputs(tmp_path):
+@pytest.mark.parametrize("shift", [0.0, 0.05, 0.15, 0.3, 1.0])
+def test_drift_report_and_drift_gate_give_one_verdict(tmp_path, shift):
+    """Same windows -> the same PSI per feature, the same drifted features, the same dataset verdict in
+    the Evidently report (HTML included) and in the gate (they once said 16/24 vs 2/24)."""
+    from market_master.lib.gates import feature_drift_below_limit
+
     rng = np.random.default_rng(1)
-    summary = data_drift_report(
-        _window(rng, 3000), _window(rng, 500), COLS, tmp_path / "d.html", max_rows=1000
-    )
-    assert (summary["n_reference_rows"], summary["n_reference_rows_used"]) == (3000, 1000)
-    assert summary["n_current_rows_used"] == 500
+    reference, current = _window(rng, 3000), _window(rng, 500, shift=shift)
+    report = data_drift_report(reference, current, COLS, tmp_path / "d.html")
+    gate = feature_drift_below_limit(reference, current, COLS)
+    assert report["drifted_columns"] == gate.metadata["drifted_columns"]
+    for col in COLS:
+        assert report["columns"][col]["score"] == pytest.approx(gate.metadata["psi"][col], abs=1e-12)
+        assert "market_master_psi" in str(report["columns"][col]["method"])
+    assert report["dataset_drift"] == (not gate.passed)
+    assert ("Dataset Drift is detected" in (tmp_path / "d.html").read_text()) == report["dataset_drift"]
+    assert report["n_reference_rows_used"] == 3000  # all rows: no sampling that the gate does not do
 
 
 def _predictions(n: int = 1200):
@@ -112,3 +122,16 @@ def test_log_report_through_the_adapter(mlflow_uri, tmp_path):
         "b.c": 2.0,
     }
     assert json.loads(json.dumps(summary)) == summary  # summaries are JSON-serialisable
+
+
+def test_quality_report_scores_the_served_actions_not_the_argmax(tmp_path):
+    """The model serves banded actions that often differ from argmax(proba): the HTML (Evidently) and the
+    numbers both score what was served."""
+    y_true, y_pred, _ = _predictions()
+    rng = np.random.default_rng(3)
+    proba = pd.DataFrame(rng.dirichlet(np.ones(5), len(y_true)), columns=[f"p_{c}" for c in CLASSES])
+    summary = classification_quality_report(y_true, y_pred, proba, tmp_path / "q.html", labels=CLASSES)
+    assert summary["n_pred_not_argmax"] > len(y_true) // 2  # the served labels are not the argmax
+    served = accuracy_score(y_true, y_pred)
+    assert summary["accuracy"] == pytest.approx(served)
+    assert summary["evidently_accuracy"] == pytest.approx(served, abs=1e-9)

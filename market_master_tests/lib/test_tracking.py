@@ -75,7 +75,8 @@ def test_log_training_registers_staging_champion(result, mlflow_uri, tmp_path) -
     assert str(version.version) == reg.version and version.run_id == reg.run_id
     assert version.tags["champion"] == result.champion_name
     assert version.tags["label_method"] == "session_volatility"
-    assert version.tags["beats_baseline"] in ("true", "false")
+    assert version.tags["validation_beats_baseline"] in ("true", "false")
+    assert "beats_baseline" not in version.tags  # it never claimed the gate's verdict
     assert version.tags["test_margin"] == f"{result.test_margin:.5f}"
     assert version.tags["model_id"] == reg.model_id
 

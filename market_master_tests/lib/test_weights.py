@@ -91,3 +91,18 @@ def test_holdings_errors_are_precise(tmp_path):
         load_holdings_csv(bad)
     bad.write_text("symbol,weight_pct\nAAA,60\nBBB,40\n")
     assert load_holdings_csv(bad).latest().as_of == dt.date(2024, 1, 2)  # date from the file name
+
+
+def test_weights_far_from_100_percent_warn_and_zero_total_is_refused(tmp_path):
+    from market_master.lib.weights import total_warning
+
+    def snap(weights):
+        return WeightsSnapshot(as_of=dt.date(2025, 4, 28), weights=weights, source="test")
+
+    assert total_warning(embedded_top10()) is None  # a top-10 subset (~50 %) is plausible
+    assert "300.0 %" in total_warning(snap({"AAA": 1.5, "BBB": 0.9, "CCC": 0.6}))
+    assert "fractions given as weight_pct" in total_warning(snap({"AAA": 0.005, "BBB": 0.003}))
+    path = tmp_path / "h_2025-04-28.csv"
+    path.write_text("symbol,weight_pct\nAAA,0\nBBB,0\n")
+    with pytest.raises(WeightsError, match=r"h_2025-04-28.csv.*every weight .* is zero"):
+        load_holdings_csv(path)

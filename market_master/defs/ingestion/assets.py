@@ -17,6 +17,8 @@ from market_master.lib.weights import (
     embedded_top10,
     load_holdings_csv,
     normalize_weights,
+    raw_total,
+    total_warning,
 )
 
 
@@ -59,6 +61,9 @@ def index_weights(
     outside = sorted(
         ((s, w) for s, w in snapshots[-1].weights.items() if s not in set(universe)), key=lambda x: -x[1]
     )
+    unit_warnings = [w for w in (total_warning(s) for s in snapshots) if w]
+    for warning in unit_warnings:
+        context.log.warning(f"WEIGHTS LOOK WRONG: {warning}")
     if latest.missing_weight:
         context.log.warning(
             f"symbols in the universe without a weight (not in the index signal): {latest.missing_weight}"
@@ -69,6 +74,8 @@ def index_weights(
             "as_of": str(latest.as_of),
             "n_snapshots": len(normalized),
             "source": snapshots[-1].source,
+            "raw_weight_total_pct (latest snapshot)": round(raw_total(snapshots[-1]) * 100, 3),
+            "weights_warning": dg.MetadataValue.json(unit_warnings),
             "weights": dg.MetadataValue.md(
                 pd.Series(latest.weights, name="weight").round(4).to_frame().to_markdown()
             ),
@@ -101,7 +108,16 @@ def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
     try:
         bars = normalize_bars(market_data.get_source().fetch(symbols, start, end))
     except DataSourceError as exc:
-        raise dg.Failure(f"market data source {market_data.source!r} failed: {exc}") from exc
+        # Only a transient source error (rate limit, 5xx, connection) is worth the RetryPolicy; a bad file
+        # or value fails the same way every time, so it fails at once.
+        kind = "transient error" if exc.transient else "input error (not retried)"
+        raise dg.Failure(
+            f"market data source {market_data.source!r} {kind}: {exc}", allow_retries=exc.transient
+        ) from exc
+    except (KeyError, ValueError, TypeError) as exc:  # a source's frame that is not canonical bars
+        raise dg.Failure(
+            f"market data source {market_data.source!r} input error (not retried): {exc}", allow_retries=False
+        ) from exc
     row_keys = bars["timestamp"].dt.strftime(calendar.PARTITION_FMT)
     in_range = row_keys.isin(set(keys))
     quarantined = bars[~in_range]
@@ -123,6 +139,7 @@ def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
             "first_partition": keys[0],
             "last_partition": keys[-1],
             "symbols": dg.MetadataValue.json(sorted(bars["symbol"].unique().tolist())),
+            "sessions_with_bars": int(bars.loc[in_range, "timestamp"].dt.normalize().nunique()),
             "source": market_data.source,
             "non_trading_partitions (holiday / half-day afternoon)": dg.MetadataValue.json(non_trading[:50]),
             "n_non_trading_partitions": len(non_trading),

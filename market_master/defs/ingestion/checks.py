@@ -17,6 +17,7 @@ ERROR_CHECKS = (
     "timestamps_are_unique",
     "timestamps_are_trading_bars",
     "values_are_finite",
+    "returns_are_sane",
 )
 WARN_CHECKS = ("bars_are_complete",)
 MAX_ROWS_SHOWN = 50

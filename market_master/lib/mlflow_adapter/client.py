@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -33,7 +34,35 @@ def make_client(tracking_uri: str, registry_uri: str | None = None) -> MlflowCli
     """A client on exactly these URIs (the registry defaults to the tracking store)."""
     if not tracking_uri:
         raise ValueError("an explicit MLflow tracking URI is required")
+    for uri in {tracking_uri, registry_uri or tracking_uri}:
+        ensure_sqlite_store(uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def ensure_sqlite_store(uri: str) -> None:
+    """Create a missing sqlite store safely: MLflow's first use runs its migrations in place, and a kill
+    during them leaves a database that never opens again (`table _alembic_tmp_experiments already
+    exists`). So the store is migrated in a temporary file beside the target and renamed into place:
+    an interruption leaves no store (the next run creates it) or a complete one."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return
+    path = Path(uri[len(SQLITE_PREFIX) :])
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.creating-*"):
+        stale.unlink(missing_ok=True)  # left by an interrupted creation
+    # a fresh name each time: MLflow caches its store (and an open sqlite connection) per URI
+    tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        MlflowClient(tracking_uri=f"{SQLITE_PREFIX}{tmp}").search_experiments(max_results=1)
+        if not path.exists():  # another process may have won the race: keep its store
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_http(uri: str) -> bool:

@@ -83,7 +83,9 @@ def _version_tags(result: TrainingResult) -> dict[str, str]:
         "label_method": result.thresholds.method,
         "training_window": f"{champion.training_window[0]}..{champion.training_window[1]}",
         "champion": result.champion_name,
-        "beats_baseline": str(result.champion_beats_best_baseline).lower(),
+        # the VALIDATION-segment comparison used for model selection, not the promotion gate (which is
+        # judged on the held-out test segment: see the gate checks / test_margin)
+        "validation_beats_baseline": str(result.champion_beats_best_baseline).lower(),
         "margin": f"{result.margin:.5f}",
         "validation_window": f"{result.split.valid_start.isoformat()}..{result.split.valid_end.isoformat()}",
         "thresholds": json.dumps(result.thresholds.to_dict()["cuts"])[:5000],

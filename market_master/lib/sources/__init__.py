@@ -17,11 +17,16 @@ SOURCE_KINDS = ("synthetic", "yfinance", "csv")
 
 
 class DataSourceError(Exception):
-    """A source could not deliver bars for `symbol` (None when the failure is not symbol-specific)."""
+    """A source could not deliver bars for `symbol` (None when the failure is not symbol-specific).
 
-    def __init__(self, symbol: str | None, message: str) -> None:
+    `transient`: the same request may succeed later (rate limit, 5xx, connection); False (the default) for
+    deterministic input errors (bad file, bad value, unknown symbol), which retrying cannot fix.
+    """
+
+    def __init__(self, symbol: str | None, message: str, transient: bool = False) -> None:
         self.symbol = symbol
         self.message = message
+        self.transient = transient
         super().__init__(f"{symbol}: {message}" if symbol else message)
 
 

@@ -336,7 +336,7 @@ class YFinanceSource:
                     forget_cached_responses()
                 self.sleep(delay)
         raise DataSourceError(
-            symbol, f"yfinance {INTERVAL} history failed after {attempts} attempts: {reason}"
+            symbol, f"yfinance {INTERVAL} history failed after {attempts} attempts: {reason}", transient=True
         ) from error
 
 
