@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Action = Literal["strong_sell", "sell", "hold", "buy", "strong_buy"]
-Decision = Literal["BUY", "SELL", "HOLD"]
+Decision = Literal["BUY", "SELL", "HOLD", "NO_SIGNAL"]
 
 # ONE symbol rule for GET ?symbol= and POST {"symbol": ...}: a letter, then letters, digits, '.' or '-'
 # (12 at most), case-insensitive. Nothing is stripped: " AAPL" is refused (422, field `symbol`) by both.

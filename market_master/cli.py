@@ -151,17 +151,29 @@ def _promote_if_gates_pass(runner) -> str | None:
     return before
 
 
-def _print_latest_signal(monitoring_result) -> None:
+def _print_latest_signal(monitoring_result, last_bar: pd.Timestamp) -> None:
+    """The last hour that HAS a signal (a WSS from at least one weighted symbol), its lag behind the last
+    completed bar, and how many later hours had none (a missing WSS is NO_SIGNAL, never a HOLD)."""
     from market_master.lib import calendar
-    from market_master.lib.storage import PartitionStore
+    from market_master.lib.storage import AssetSlices, PartitionStore
 
-    store = PartitionStore(settings.data_root() / "partitions")
-    key = store.latest_key("index_signal", nonempty=True)
-    latest = store.read("index_signal", [key]).iloc[-1]
+    signals = AssetSlices(PartitionStore(settings.data_root() / "partitions"), "index_signal")
+    start, end = signals.last_sessions(3)
+    recent = signals.read_between(start, end).sort_values("hour")
+    with_signal = recent[recent["n_predicted"] > 0]
+    if with_signal.empty:
+        print(f"      no hour since {start.date()} has a signal: {recent['reason'].iloc[-1]}")
+        return
+    latest = with_signal.iloc[-1]
+    lag = calendar.trading_bars(latest["hour"], last_bar)
+    later = recent[recent["hour"] > latest["hour"]]
     print(
         f"      hour {latest['hour']}  WSS {latest['wss']:+.3f}  decision {latest['decision']}  "
-        f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])})"
+        f"covered weight {latest['covered_weight']:.3f}  (next bar {calendar.next_bar_start(latest['hour'])}; "
+        f"{len(lag) - 1} bar(s) behind the last completed bar {last_bar})"
     )
+    if len(later):
+        print(f"      {len(later)} later hour(s) have NO_SIGNAL (no weighted symbol had a bar to predict)")
     for node in ("feature_drift_report", "classification_quality_report", "signal_backtest"):
         mats = monitoring_result.asset_materializations_for_node(node)
         if mats:
@@ -312,7 +324,7 @@ def cmd_run(args) -> int:
     print("[5/6] monitoring (Evidently drift + classification quality) + out-of-sample backtest ...")
     monitored = runner.run("monitoring_job")
     print("[6/6] latest signal")
-    _print_latest_signal(monitored)
+    _print_latest_signal(monitored, end)
     print(
         f"Done in {time.perf_counter() - t0:.0f} s. UIs: `make dagster` (assets, checks, runs), `make mlflow-ui` "
         f"(runs, registry), `make api` (FastAPI at http://127.0.0.1:8000/docs)."

@@ -34,6 +34,7 @@ from market_master.lib import calendar
 from market_master.lib.signal import (
     BUY,
     HOLD,
+    NO_SIGNAL,
     SELL,
     WeightsLike,
     decisions_from_wss,
@@ -44,7 +45,7 @@ from market_master.lib.signal import (
 
 BARS_PER_YEAR = 1764  # 7 x 252 regular-session hourly bars; NOT 8,760 (would overstate Sharpe ~2.2x)
 EULER_MASCHERONI = 0.5772156649015329
-POSITION_OF = {BUY: 1.0, SELL: -1.0, HOLD: 0.0}
+POSITION_OF = {BUY: 1.0, SELL: -1.0, HOLD: 0.0, NO_SIGNAL: 0.0}
 _N = NormalDist()
 
 

@@ -26,6 +26,8 @@ from market_master.lib.labels import SCORES
 from market_master.lib.weights import WeightsHistory, WeightsSnapshot
 
 BUY, SELL, HOLD = "BUY", "SELL", "HOLD"
+# No weighted symbol had an ok prediction (no bar yet, warm-up): there is no WSS, and that is not a HOLD.
+NO_SIGNAL = "NO_SIGNAL"
 SIGNAL_COLUMNS = (
     "hour",
     "wss",
@@ -75,10 +77,12 @@ DEFAULT_THRESHOLDS = SignalThresholds()
 def decisions_from_wss(
     wss: pd.Series | np.ndarray, buy_threshold: float, sell_threshold: float
 ) -> np.ndarray:
-    """Vectorised decision rule: BUY if wss >= buy, SELL if wss <= sell, else HOLD (NaN -> HOLD)."""
+    """Vectorised decision rule: BUY if wss >= buy, SELL if wss <= sell, else HOLD; a missing WSS (NaN)
+    is NO_SIGNAL, never a HOLD (a position of 0 in a backtest, but said as what it is)."""
     validate_thresholds(buy_threshold, sell_threshold)
     values = np.asarray(wss, dtype=float)
     out = np.full(values.shape, HOLD, dtype=object)
+    out[np.isnan(values)] = NO_SIGNAL
     with np.errstate(invalid="ignore"):
         out[values >= buy_threshold] = BUY
         out[values <= sell_threshold] = SELL

@@ -73,11 +73,14 @@ def test_weighted_symbol_absent_from_predictions_counts_as_missing_and_unweighte
     assert row["unweighted_symbols"] == "TSM"
 
 
-def test_no_covered_symbol_gives_nan_hold_with_reason():
+def test_no_covered_symbol_gives_no_signal_never_a_hold():
     p = preds([(H0, "A", "warmup", None), (H0, "B", "missing_bar", None)])
     row = compute_wss(p, {"A": 1, "B": 1}).iloc[0]
     assert math.isnan(row["wss"])
-    assert row["decision"] == "HOLD"
+    assert row["decision"] == "NO_SIGNAL"
+    from market_master.lib.backtest import POSITION_OF
+
+    assert POSITION_OF["NO_SIGNAL"] == 0.0  # traded as flat, reported as what it is
     assert row["covered_weight"] == 0.0 and row["n_predicted"] == 0
     assert row["reason"]
 

@@ -41,7 +41,7 @@ METRIC_KEYS = (
     "overnight_macro_f1", "ic", "ic_z", "ic_hour_mean", "ic_hour_z", "train_rows", "margin_vs_best_baseline",
     "margin_se",
 )  # fmt: skip
-DECISION_CODE = {"SELL": -1, "HOLD": 0, "BUY": 1}
+DECISION_CODE = {"SELL": -1, "HOLD": 0, "BUY": 1}  # NO_SIGNAL hours log no decision code
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,8 @@ def log_index_signal(client: MlflowClient, experiment_id: str, signal: pd.DataFr
             if pd.notna(row.wss):
                 metrics.append(Metric("wss", float(row.wss), ts, step))
             metrics.append(Metric("covered_weight", float(row.covered_weight), ts, step))
-            metrics.append(Metric("decision", float(DECISION_CODE[str(row.decision)]), ts, step))
+            if str(row.decision) in DECISION_CODE:
+                metrics.append(Metric("decision", float(DECISION_CODE[str(row.decision)]), ts, step))
         log_metrics(client, run_id, metrics)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "index_signal.csv"
