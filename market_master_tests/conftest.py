@@ -66,3 +66,12 @@ def real_dev_dir() -> Path:
     if not (REAL_DEV / "AAPL_1h.csv").exists():
         pytest.skip("../shared/data/real-dev is absent")
     return REAL_DEV
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """A fresh data root AND Dagster home, for tests that run the CLI."""
+    monkeypatch.setenv("MARKET_MASTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "home"

@@ -14,14 +14,6 @@ from market_master.lib.sources.synthetic import SyntheticSource
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 
 
-@pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARKET_MASTER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path / "home"
-
-
 def _csv_dir(path: Path, start="2024-03-04", end="2024-03-08", edit=None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     bars = SyntheticSource().fetch(SYMBOLS, start, end)

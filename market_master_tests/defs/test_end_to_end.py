@@ -17,14 +17,6 @@ pytestmark = pytest.mark.slow
 ARGS = ["run", "--days", "110", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
 
 
-@pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARKET_MASTER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path / "home"
-
-
 def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home, capsys):
     adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
 
