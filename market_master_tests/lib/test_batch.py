@@ -88,7 +88,9 @@ def test_batch_writes_every_output(batch_run):
     assert set(preds["status"]) <= {"ok", "warmup", "missing_bar"}
     assert preds.loc[preds["status"] != "ok", "action"].isna().all()
     signals = pd.read_csv(out / "signals.csv")
-    assert set(signals["decision"]) <= {"BUY", "SELL", "HOLD"}
+    assert set(signals["decision"]) <= {"BUY", "SELL", "HOLD", "NO_SIGNAL"}
+    # NO_SIGNAL exactly where there is no WSS (warm-up hours): a missing WSS is never a HOLD
+    assert (signals["decision"].eq("NO_SIGNAL") == signals["wss"].isna()).all()
     assert set(signals["segment"]) == {"train", "embargo", "validation", "test"}
     assert len(signals) == preds["hour"].nunique()
     wss = pd.read_csv(out / "wss.csv")
