@@ -141,6 +141,17 @@ def load(port: int, request: bytes, total: int, concurrency: int, timeout: float
     }
 
 
+def server_environment(root: Path) -> tuple[str, list[dict], int, dict]:
+    """(tracking URI, request rows, a free port, the server's environment) for a uvicorn on `root`."""
+    uri, rows = build_environment(root)
+    env = os.environ | {
+        "MARKET_MASTER_HOME": str(root),
+        "MLFLOW_TRACKING_URI": uri,
+        "MM_API_RELOAD_POLL_SECONDS": "0",
+    }
+    return uri, rows, free_port(), env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -151,13 +162,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mm-bench-api-") as tmp:
         root = Path(tmp)
-        uri, rows = build_environment(root)
-        port = free_port()
-        env = os.environ | {
-            "MARKET_MASTER_HOME": str(root),
-            "MLFLOW_TRACKING_URI": uri,
-            "MM_API_RELOAD_POLL_SECONDS": "0",
-        }
+        uri, rows, port, env = server_environment(root)
         cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
         server = subprocess.Popen(cmd, cwd=REPO, env=env)

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_api import _wait_ready, build_environment, free_port  # noqa: E402
+from bench_api import _wait_ready, server_environment  # noqa: E402
 
 
 def _proc_kb(pid: int, key: str) -> int:
@@ -171,13 +171,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mm-bench-body-") as tmp:
         root = Path(tmp)
-        uri, _ = build_environment(root)
-        port = free_port()
-        env = os.environ | {
-            "MARKET_MASTER_HOME": str(root),
-            "MLFLOW_TRACKING_URI": uri,
-            "MM_API_RELOAD_POLL_SECONDS": "0",
-        }
+        uri, _, port, env = server_environment(root)
         os.environ.update(env)
         settings = get_settings()
         limit = settings.body_limit_bytes

@@ -60,16 +60,21 @@ def test_run_on_a_read_only_data_root_says_so_in_one_line(tmp_path, monkeypatch,
     assert "data root /sys/market-master-test-home is not writable" in line
 
 
-def test_run_csv_with_bad_rows_prints_them_and_does_not_retry(tmp_path, isolated_home, capsys):
-    def blank_close(g):
+def _run_on_csv_with_close(tmp_path, row: int, value: str) -> int:
+    """`market-master run` over five days of CSVs where NVDA's close on `row` is replaced by `value`."""
+
+    def edit(g):
         g["close"] = g["close"].astype(object)
-        g.loc[3, "close"] = ""  # -> NaN: values_are_finite
+        g.loc[row, "close"] = value
         return g
 
-    csv_dir = _csv_dir(tmp_path / "csv", edit=blank_close)
+    csv_dir = _csv_dir(tmp_path / "csv", edit=edit)
     args = ["run", "--source", "csv", "--csv-dir", str(csv_dir), "--days", "5", "--signal-days", "1"]
-    args += ["--end", "2024-03-08", "--candidates", "LogReg"]
-    assert cli.main(args) == 2
+    return cli.main([*args, "--end", "2024-03-08", "--candidates", "LogReg"])
+
+
+def test_run_csv_with_bad_rows_prints_them_and_does_not_retry(tmp_path, isolated_home, capsys):
+    assert _run_on_csv_with_close(tmp_path, 3, "") == 2  # "" -> NaN: values_are_finite
     captured = capsys.readouterr()
     assert "bar check values_are_finite FAILED" in captured.out
     assert "NVDA" in captured.out and "2024-03-04 12:30:00-05:00" in captured.out
@@ -78,15 +83,7 @@ def test_run_csv_with_bad_rows_prints_them_and_does_not_retry(tmp_path, isolated
 
 
 def test_run_csv_input_error_is_one_line_and_names_the_file(tmp_path, isolated_home, capsys):
-    def garble(g):
-        g["close"] = g["close"].astype(object)
-        g.loc[2, "close"] = "12,5"
-        return g
-
-    csv_dir = _csv_dir(tmp_path / "csv", edit=garble)
-    args = ["run", "--source", "csv", "--csv-dir", str(csv_dir), "--days", "5", "--signal-days", "1"]
-    args += ["--end", "2024-03-08", "--candidates", "LogReg"]
-    assert cli.main(args) == 2
+    assert _run_on_csv_with_close(tmp_path, 2, "12,5") == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err

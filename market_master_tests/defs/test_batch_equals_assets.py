@@ -18,6 +18,7 @@ from market_master.lib.labels import CLASSES
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.sources.synthetic import SyntheticSource
 from market_master.lib.training import TrainingConfig, train_candidates
+from market_master.local_run import range_tags
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN"]
 PROBS = [f"p_{c}" for c in CLASSES]
@@ -64,21 +65,11 @@ def test_batch_output_equals_asset_graph_output(tmp_path, mlflow_uri):
             "dagster/asset_partition_range_end": "2024-02-29-15:30",
         },
     ).success
-    rng = {
-        "dagster/asset_partition_range_start": "2024-02-20-09:30",
-        "dagster/asset_partition_range_end": "2024-02-29-15:30",
-    }
-    assert dg.materialize(
-        ASSETS, selection=[component_predictions, index_signal], resources=resources, tags=rng
-    ).success
-    # a range of only holiday keys (Presidents' Day): empty slices, no crash (empty frames keep their dtypes)
-    holiday = {
-        "dagster/asset_partition_range_start": "2024-02-19-09:30",
-        "dagster/asset_partition_range_end": "2024-02-19-15:30",
-    }
-    assert dg.materialize(
-        ASSETS, selection=[component_predictions, index_signal], resources=resources, tags=holiday
-    ).success
+    # the compared range, then a range of only holiday keys (Presidents' Day): empty slices, no crash
+    for first, last in (("2024-02-20-09:30", "2024-02-29-15:30"), ("2024-02-19-09:30", "2024-02-19-15:30")):
+        inference = [component_predictions, index_signal]
+        tags = range_tags(first, last)
+        assert dg.materialize(ASSETS, selection=inference, resources=resources, tags=tags).success
 
     from market_master.lib.storage import PartitionStore
 

@@ -79,21 +79,10 @@ def test_stored_features_equal_full_history_features(tmp_path):
 
 
 def test_a_bad_bar_fails_its_blocking_check_names_the_row_and_blocks_features(tmp_path):
-    csv_dir = tmp_path / "csv"
-    csv_dir.mkdir()
-    bars = SyntheticSource().fetch(SYMBOLS, "2024-03-04", "2024-03-05")
-    for sym, g in bars.groupby("symbol"):
-        g = g.rename(columns={"timestamp": "Datetime"}).drop(columns="symbol")
-        if sym == "NVDA":
-            g.loc[g.index[3], "high"] = g.loc[g.index[3], "low"] - 1.0  # high below low
-        g.to_csv(csv_dir / f"{sym}_1h.csv", index=False)
-    res = dg.materialize(
-        [hourly_bars, feature_table],
-        resources=_resources(tmp_path / "root", source="csv", csv_dir=str(csv_dir)),
-        tags=_range_tags("2024-03-04-09:30", "2024-03-05-15:30"),
-        raise_on_error=False,
-    )
-    evaluations = {e.check_name: e for e in res.get_asset_check_evaluations()}
+    def high_below_low(g):
+        g.loc[g.index[3], "high"] = g.loc[g.index[3], "low"] - 1.0
+
+    res, evaluations = _ingest_csv(tmp_path, _bad_csv_dir(tmp_path, high_below_low))
     bad = evaluations["high_is_at_least_open_and_close"]
     assert not bad.passed
     assert (
@@ -134,6 +123,17 @@ def test_misconfigured_source_fails_with_a_clear_message(tmp_path, source):
     assert "csv_dir" in failure.message or "csv_dir" in str(failure.event_specific_data)
 
 
+def _ingest_csv(tmp_path, csv_dir):
+    """hourly_bars + feature_table over the CSVs' two days: (result, {check name: evaluation})."""
+    res = dg.materialize(
+        [hourly_bars, feature_table],
+        resources=_resources(tmp_path / "root", source="csv", csv_dir=str(csv_dir)),
+        tags=_range_tags("2024-03-04-09:30", "2024-03-05-15:30"),
+        raise_on_error=False,
+    )
+    return res, {e.check_name: e for e in res.get_asset_check_evaluations()}
+
+
 def _bad_csv_dir(tmp_path, edit):
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
@@ -171,14 +171,7 @@ def test_a_bar_ten_times_the_previous_close_fails_returns_are_sane(tmp_path):
         i = g.index[5]
         g.loc[i, ["open", "high", "low", "close"]] = float(g.loc[g.index[4], "close"]) * 5000
 
-    csv_dir = _bad_csv_dir(tmp_path, explode)
-    res = dg.materialize(
-        [hourly_bars, feature_table],
-        resources=_resources(tmp_path / "root", source="csv", csv_dir=str(csv_dir)),
-        tags=_range_tags("2024-03-04-09:30", "2024-03-05-15:30"),
-        raise_on_error=False,
-    )
-    evaluations = {e.check_name: e for e in res.get_asset_check_evaluations()}
+    res, evaluations = _ingest_csv(tmp_path, _bad_csv_dir(tmp_path, explode))
     bad = evaluations["returns_are_sane"]
     assert not bad.passed and "NVDA" in bad.metadata["offending_rows"].value
     assert "10x" in bad.metadata["description"].value
