@@ -111,7 +111,7 @@ def _retrain_config(args, train_end_key: str) -> dict:
     training = {"window_days": args.days - args.signal_days, "end": train_end_key}
     if args.candidates:
         training["candidates"] = args.candidates.split(",")
-    ops: dict = {"candidate_models": {"config": training}}
+    ops: dict = {"walk_forward_history": {"config": training}}
     if args.holdings:
         ops["index_weights"] = {"config": {"holdings_csv": str(Path(args.holdings).resolve())}}
     return {"ops": ops}
@@ -336,11 +336,23 @@ def cmd_batch(args) -> int:
     from market_master.lib.batch import run_batch
 
     _require_writable(Path(args.out), "--out")
+    from market_master.lib.walk_forward import WalkForwardConfig
+
+    try:
+        walk_forward = WalkForwardConfig(
+            scheme=args.scheme,
+            train_sessions=args.train_sessions,
+            refit_every_sessions=args.refit_every_sessions,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     result = run_batch(
         args.csv_dir,
         args.holdings,
         args.out,
         model=args.model_uri,
+        walk_forward=walk_forward,
+        candidates=tuple(args.candidates.split(",")) if args.candidates else None,
         cost_bps=args.cost_bps,
         buy=args.buy,
         sell=args.sell,
@@ -348,6 +360,9 @@ def cmd_batch(args) -> int:
         proxy_symbol=args.proxy or None,
         tracking_uri=settings.default_tracking_uri() if args.model_uri else None,
     )
+    window = "walk-forward out-of-sample hours" if result.walk_forward else "test window"
+    seg = result.segments.get("out_of_sample") or result.segments["test"]
+    print(f"{window} {seg['start']} .. {seg['end']} vs {result.proxy}:")
     print(result.test_backtest.metrics_table().round(4).to_string())
     print(
         f"thresholds BUY >= {result.buy_threshold:+.2f}, SELL <= {result.sell_threshold:+.2f}; "
@@ -419,6 +434,7 @@ def cmd_dagster_home(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from market_master.lib.signal import DEFAULT_THRESHOLDS
+    from market_master.lib.walk_forward import DEFAULT_WALK_FORWARD as WF_DEFAULTS
 
     p = argparse.ArgumentParser(
         prog="market-master", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -457,8 +473,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--no-sweep",
         action="store_true",
-        help="keep --buy/--sell instead of sweeping on the validation window",
+        help="keep --buy/--sell instead of sweeping (each walk-forward fold on its own validation hours)",
     )
+    b.add_argument("--candidates", help="comma-separated candidates (default: all seven)")
+    b.add_argument(
+        "--train-sessions",
+        type=int,
+        default=WF_DEFAULTS.train_sessions,
+        help="walk-forward: first training window",
+    )
+    b.add_argument(
+        "--refit-every-sessions",
+        type=int,
+        default=WF_DEFAULTS.refit_every_sessions,
+        help="walk-forward: refit cadence",
+    )
+    b.add_argument("--scheme", default=WF_DEFAULTS.scheme, choices=["expanding", "rolling"])
     b.add_argument(
         "--proxy", default="QQQ", help="index proxy symbol among the CSVs ('' = weighted constituents)"
     )

@@ -15,11 +15,13 @@ from market_master.defs.resources import MarketDataResource, MlflowResource, Sto
 from market_master.defs.schedules import ALL_SCHEDULES
 from market_master.defs.training.assets import candidate_models, champion_model
 from market_master.defs.training.checks import GATE_CHECKS, GateSettings
+from market_master.defs.training.walk_forward import walk_forward_history
 
 ASSETS = [
     index_weights,
     hourly_bars,
     feature_table,
+    walk_forward_history,
     candidate_models,
     champion_model,
     production_model,

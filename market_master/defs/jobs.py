@@ -10,6 +10,7 @@ from market_master.defs.monitoring.assets import classification_quality_report, 
 from market_master.defs.partitions import hourly_partitions
 from market_master.defs.promotion.jobs import promote_job
 from market_master.defs.training.assets import candidate_models, champion_model
+from market_master.defs.training.walk_forward import walk_forward_history
 
 
 def _hourly_job(name: str, assets: list, description: str):
@@ -37,8 +38,9 @@ inference_job = _hourly_job(
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.assets(index_weights, candidate_models, champion_model),
-    description="Pooled training, champion registration (Staging) and its gate checks.",
+    selection=dg.AssetSelection.assets(index_weights, walk_forward_history, candidate_models, champion_model),
+    description="Walk-forward out-of-sample history, the champion search, its registration (Staging) and "
+    "its gate checks.",
 )
 monitoring_job = dg.define_asset_job(
     "monitoring_job",

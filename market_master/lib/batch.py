@@ -13,6 +13,7 @@ sweep never sees a test hour.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_master.lib import backtest, calendar
+from market_master.lib import backtest, calendar, oos_evaluation
 from market_master.lib import bars as bars_lib
 from market_master.lib.batch_report import BatchResult, write_outputs
 from market_master.lib.features import FeatureConfig, compute_features
@@ -37,6 +38,8 @@ from market_master.lib.segments import (
 )
 from market_master.lib.signal import DEFAULT_THRESHOLDS, compute_wss, decisions_from_wss, validate_thresholds
 from market_master.lib.sources.csv_source import CsvSource
+from market_master.lib.training import TrainingConfig
+from market_master.lib.walk_forward import WalkForwardConfig, run_walk_forward
 from market_master.lib.weights import load_holdings_csv, total_warning
 
 __all__ = [
@@ -145,17 +148,17 @@ def _read_bars(
 def check_proxy_covers(
     proxy_bars: pd.DataFrame | None, proxy_symbol: str | None, seg: dict[str, pd.DatetimeIndex]
 ) -> None:
-    """Raise BatchInputError when the proxy CSV does not cover the validation and test windows: the
-    threshold sweep and the backtest would run on zero (or too few) bars and report nothing as a result."""
+    """Raise BatchInputError when the proxy CSV does not cover the windows in ``seg`` that are traded
+    (validation and test for a given model, the out-of-sample hours of a walk-forward): the sweep and the
+    backtest would run on zero (or too few) bars and report nothing as a result."""
     if proxy_bars is None:
         return
-    valid, test = seg["validation"], seg["test"]
-    need = f"validation {valid.min()} .. {valid.max()} and test {test.min()} .. {test.max()}"
+    need = " and ".join(f"{name} {h.min()} .. {h.max()}" for name, h in seg.items())
     have = proxy_bars["timestamp"]
     if have.empty:
         raise BatchInputError(f"the index proxy {proxy_symbol} CSV has no bars; the backtest needs {need}")
     lo, hi = have.min(), have.max()
-    if lo > valid.min() or hi < test.max():
+    if lo > min(h.min() for h in seg.values()) or hi < max(h.max() for h in seg.values()):
         raise BatchInputError(
             f"the index proxy {proxy_symbol} CSV covers {lo} .. {hi}, but the backtest needs {need}: "
             f"extend {proxy_symbol}_1h.csv over those windows, or pass --proxy '' to trade the weighted "
@@ -202,6 +205,16 @@ def _proxy_returns(
 # ---------------------------------------------------------------- segments
 
 
+def check_enough_sessions(hours: pd.DatetimeIndex) -> None:
+    """At least ``MIN_TRADING_DAYS`` sessions of bars, or a clear error."""
+    n = len(pd.DatetimeIndex(hours).tz_convert(calendar.TZ).normalize().unique())
+    if n < MIN_TRADING_DAYS:
+        raise BatchInputError(
+            f"batch mode needs at least {MIN_TRADING_DAYS} trading days of bars, got {n} "
+            f"({hours.min()} .. {hours.max()})"
+        )
+
+
 def split_sessions(
     hours: pd.DatetimeIndex, segments: Segments = DEFAULT_SEGMENTS
 ) -> dict[str, pd.DatetimeIndex]:
@@ -210,14 +223,10 @@ def split_sessions(
     if not segments.has_test:
         raise ValueError(f"batch mode reports on its own test segment: {segments} has none")
     hours = pd.DatetimeIndex(hours).unique().sort_values()
+    check_enough_sessions(hours)
     days = hours.tz_convert(calendar.TZ).normalize()
     sessions = days.unique()
     n = len(sessions)
-    if n < MIN_TRADING_DAYS:
-        raise BatchInputError(
-            f"batch mode needs at least {MIN_TRADING_DAYS} trading days of bars, got {n} "
-            f"({hours.min()} .. {hours.max()})"
-        )
     n_train = int(math.floor(n * segments.train))
     n_valid = int(math.floor(n * segments.validation))
     if min(n_train, n_valid, n - n_train - n_valid) < 1:
@@ -484,11 +493,15 @@ def run_batch(
     candidates: tuple[str, ...] | None = None,
     seed: int = 42,
     tracking_uri: str | None = None,
+    walk_forward: WalkForwardConfig | None = None,
 ) -> BatchResult:
     """Run the batch workflow and write every output to ``out_dir`` (see module docstring).
 
-    ``model``: None (train all ``candidates`` on the train segment), a ComponentModel, or a model URI.
-    ``segments``: the train / validation / test shares and the embargo (the pipeline's by default).
+    ``model``: None (the walk-forward out-of-sample history of the training procedure over every
+    ``candidates``: ``walk_forward`` sets its geometry, the pipeline's by default; ``sweep`` sweeps each
+    fold's thresholds on its own inner validation hours), a ComponentModel, or a model URI (then
+    ``segments`` - the train / validation / test shares and the embargo - split the hours, the model must
+    not have seen the test segment, and the thresholds are swept on validation).
     """
     validate_thresholds(buy, sell)
     feature_config = feature_config or FeatureConfig()
@@ -498,15 +511,39 @@ def run_batch(
     if weight_facts["single_snapshot"]:
         notes.append("a single holdings snapshot was given: today's weights were applied to all history")
     hours = pd.DatetimeIndex(bars["timestamp"].unique()).sort_values()
-    seg = split_sessions(hours, segments)
-    check_proxy_covers(proxy_bars, proxy_symbol, seg)
+    check_enough_sessions(hours)
     features = compute_features(bars, feature_config)
     proxy_fwd, proxy_name, proxy_notes = _proxy_returns(
         bars, proxy_bars, proxy_symbol, weights, weight_facts["single_snapshot"]
     )
+    notes += proxy_notes
+    out_dir = Path(out_dir)
+    if model is None:
+        wf = walk_forward or WalkForwardConfig()
+        wf = dataclasses.replace(
+            wf, sweep_thresholds=sweep, buy_threshold=buy, sell_threshold=sell, cost_bps=cost_bps
+        )
+        training = TrainingConfig(
+            seed=seed,
+            feature_config=feature_config,
+            latency_rows=0,  # serving latency is not a batch question
+            **({"candidates": tuple(candidates)} if candidates else {}),
+        )
+        return _walk_forward_batch(
+            _WalkForwardInputs(features, weights, weight_facts, constituents, proxy_fwd, proxy_name),
+            proxy_bars,
+            proxy_symbol,
+            wf,
+            training,
+            grid,
+            out_dir,
+            notes,
+        )
+    seg = split_sessions(hours, segments)
+    check_proxy_covers(proxy_bars, proxy_symbol, seg)
     training_args = (candidates, feature_config, seed, segments)
     chosen, seg, model_notes = _choose_model(model, features, seg, training_args, tracking_uri)
-    notes += proxy_notes + model_notes
+    notes += model_notes
 
     predictions = predict_hours(
         features, chosen.model, hours=hours, universe=constituents, model_info=chosen.info
@@ -515,7 +552,6 @@ def run_batch(
     market = _Market(features, constituents, weights, seg, proxy_fwd, cost_bps)
     scored = _decide_and_backtest(market, signal, chosen, grid, None if sweep else (buy, sell))
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult(
         out_dir=out_dir,
@@ -536,6 +572,93 @@ def run_batch(
         notes=notes,
     )
     write_outputs(result, _report_extra(weight_facts, chosen, scored.trials_var, cost_bps, constituents))
+    return result
+
+
+@dataclass
+class _WalkForwardInputs:
+    features: pd.DataFrame
+    weights: Any
+    weight_facts: dict[str, Any]
+    constituents: list[str]
+    proxy_fwd: pd.Series
+    proxy_name: str
+
+
+def _walk_forward_batch(
+    data: _WalkForwardInputs,
+    proxy_bars: pd.DataFrame | None,
+    proxy_symbol: str | None,
+    wf: WalkForwardConfig,
+    training: TrainingConfig,
+    grid: list[tuple[float, float]] | None,
+    out_dir: Path,
+    notes: list[str],
+) -> BatchResult:
+    """Batch without a given model: the walk-forward out-of-sample history (``lib.walk_forward``, the
+    same implementation the asset graph runs), backtested on its OOS hours only."""
+    try:
+        history = run_walk_forward(
+            data.features,
+            data.weights,
+            data.proxy_fwd,
+            wf,
+            training,
+            universe=data.constituents,
+            grid=grid,
+            keep_models=True,
+        )
+    except ValueError as exc:
+        raise BatchInputError(str(exc)) from exc
+    oos = pd.DatetimeIndex(history.signal["hour"])
+    check_proxy_covers(proxy_bars, proxy_symbol, {"out-of-sample hours": oos})
+    report = oos_evaluation.index_economics(history, data.proxy_fwd, wf.cost_bps)
+    signal = history.signal.copy()
+    signal["segment"] = "out_of_sample"
+    folds = history.folds
+    first = folds.iloc[0]
+    segments = {
+        "first_training_window": {
+            "start": str(first["train_start"]),
+            "end": str(first["train_end"]),
+            "n_hours": "",
+        },
+        "out_of_sample": {"start": str(oos.min()), "end": str(oos.max()), "n_hours": str(len(oos))},
+    }
+    last = folds.iloc[-1]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = BatchResult(
+        out_dir=out_dir,
+        predictions=history.predictions,
+        signal=signal,
+        test_backtest=report["result"],
+        validation_backtest=None,
+        buy_threshold=float(last["buy_threshold"]),
+        sell_threshold=float(last["sell_threshold"]),
+        sweep_table=None,
+        segments=segments,
+        n_trials=history.n_trials,
+        dsr=report["dsr"],
+        psr=report["psr"],
+        proxy=data.proxy_name,
+        model_name=f"walk-forward ({len(folds)} folds; latest: {last['champion']})",
+        model=history.models[int(last["fold"])],
+        notes=[history.hours_statement(), *notes],
+        folds=folds,
+        fold_models=history.models,
+    )
+    table = oos_evaluation.metrics_table(history, data.proxy_fwd, wf.cost_bps)
+    extra = {
+        **data.weight_facts,
+        "n_candidates": len(training.candidates),
+        "trials_sr_variance": report["trials_sr_variance"],
+        "cost_bps": wf.cost_bps,
+        "constituents": data.constituents,
+        "walk_forward": wf.to_dict(),
+        "hours_statement": history.hours_statement(),
+        "oos_metrics": table,
+    }
+    write_outputs(result, extra)
     return result
 
 

@@ -48,6 +48,12 @@ class BatchResult:
     model: Any = None
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    folds: pd.DataFrame | None = None  # walk-forward runs: one row per fold (windows, pick, thresholds)
+    fold_models: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def walk_forward(self) -> bool:
+        return self.folds is not None
 
 
 def jsonable(value: Any) -> Any:
@@ -69,7 +75,11 @@ def backtest_payload(result: BatchResult, extra: dict[str, Any]) -> dict[str, An
         "proxy": result.proxy,
         "model": result.model_name,
         "segments": result.segments,
-        "thresholds": {"buy": result.buy_threshold, "sell": result.sell_threshold, "swept_on": "validation"},
+        "thresholds": {
+            "buy": result.buy_threshold,
+            "sell": result.sell_threshold,
+            "swept_on": _swept_on(result),
+        },
         "annualization_factor": result.test_backtest.annualization_factor,
         "test": result.test_backtest.metrics,
         "validation": result.validation_backtest.metrics if result.validation_backtest else None,
@@ -77,8 +87,15 @@ def backtest_payload(result: BatchResult, extra: dict[str, Any]) -> dict[str, An
         "dsr_test": result.dsr,
         "n_trials": result.n_trials,
         "notes": result.notes + result.test_backtest.notes,
-        **extra,
+        **{k: v.to_dict("records") if isinstance(v, pd.DataFrame) else v for k, v in extra.items()},
     }
+
+
+def _swept_on(result: BatchResult) -> str:
+    if not result.walk_forward:
+        return "validation" if result.sweep_table is not None else "given, not swept"
+    swept = result.folds["buy_threshold"].nunique() > 1 or result.sweep_table is not None
+    return "each fold's own inner validation hours" if swept else "fixed for every fold"
 
 
 def write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
@@ -94,8 +111,9 @@ def write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
     result.signal[WSS_COLUMNS].to_csv(out / "wss.csv", index=False)
     files["wss.csv"] = out / "wss.csv"
     signals = result.signal[["hour", "segment", "wss", "decision"]].copy()
-    signals["buy_threshold"] = result.buy_threshold
-    signals["sell_threshold"] = result.sell_threshold
+    # the thresholds each hour was decided with (walk-forward folds may each have their own)
+    for side, value in (("buy_threshold", result.buy_threshold), ("sell_threshold", result.sell_threshold)):
+        signals[side] = result.signal[side] if side in result.signal else value
     signals.to_csv(out / "signals.csv", index=False)
     files["signals.csv"] = out / "signals.csv"
 
@@ -105,9 +123,15 @@ def write_outputs(result: BatchResult, extra: dict[str, Any]) -> None:
     if result.sweep_table is not None:
         result.sweep_table.to_csv(out / "threshold_sweep.csv", index=False)
         files["threshold_sweep.csv"] = out / "threshold_sweep.csv"
+    if result.folds is not None:
+        result.folds.to_csv(out / "folds.csv", index=False)
+        files["folds.csv"] = out / "folds.csv"
+        extra["oos_metrics"].to_csv(out / "oos_metrics.csv", index=False)
+        files["oos_metrics.csv"] = out / "oos_metrics.csv"
 
+    window = "Walk-forward out-of-sample hours" if result.walk_forward else "Test window"
     files["equity.png"] = plots.plot_equity(
-        result.test_backtest, out / "equity.png", title=f"Test window vs {result.proxy}"
+        result.test_backtest, out / "equity.png", title=f"{window} vs {result.proxy}"
     )
     starts = {k: pd.Timestamp(v["start"]) for k, v in result.segments.items() if k != "embargo"}
     files["wss.png"] = plots.plot_wss(
@@ -160,35 +184,68 @@ def _weights_lines(extra: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
-    """Human summary of a batch run (Markdown)."""
+def _segment_lines(result: BatchResult) -> list[str]:
     seg = result.segments
-    decisions = result.signal[result.signal["segment"] == "test"]["decision"].value_counts().to_dict()
-    status = result.predictions["status"].value_counts().to_dict()
-    lines = [
-        "# Market Master batch report",
-        "",
-        f"- Constituents with bars: {', '.join(extra['constituents'])}",
-        f"- Proxy traded: {result.proxy}; model: {result.model_name}",
+    if result.walk_forward:
+        f = seg["first_training_window"]
+        o = seg["out_of_sample"]
+        return [
+            f"- Walk-forward: first training window {f['start']} .. {f['end']}; out-of-sample hours "
+            f"{o['start']} .. {o['end']} ({o['n_hours']} hours, {len(result.folds)} folds; folds.csv)",
+            f"- Thresholds: {_swept_on(result)}; the latest fold's: BUY if WSS >= {result.buy_threshold:g}, "
+            f"SELL if WSS <= {result.sell_threshold:g}",
+        ]
+    return [
         f"- Segments: train {seg['train']['start']} .. {seg['train']['end']}; validation "
         f"{seg['validation']['start']} .. {seg['validation']['end']}; test {seg['test']['start']} .. "
         f"{seg['test']['end']}",
         f"- Thresholds: BUY if WSS >= {result.buy_threshold:g}, SELL if WSS <= {result.sell_threshold:g} "
         + ("(swept on validation only)" if result.sweep_table is not None else "(given, not swept)"),
+    ]
+
+
+def render_report(result: BatchResult, extra: dict[str, Any]) -> str:
+    """Human summary of a batch run (Markdown)."""
+    reported = "out_of_sample" if result.walk_forward else "test"
+    decisions = result.signal[result.signal["segment"] == reported]["decision"].value_counts().to_dict()
+    status = result.predictions["status"].value_counts().to_dict()
+    heading = (
+        "## Walk-forward out-of-sample hours (each fold chose everything on hours before them)"
+        if result.walk_forward
+        else "## Test window (reported; never used for fitting or the sweep)"
+    )
+    trials = (
+        "candidate(s) x 2 decision rules x threshold pairs"
+        if result.walk_forward
+        else "candidate(s) x threshold grid"
+    )
+    lines = [
+        "# Market Master batch report",
+        "",
+        f"- Constituents with bars: {', '.join(extra['constituents'])}",
+        f"- Proxy traded: {result.proxy}; model: {result.model_name}",
+        *_segment_lines(result),
         f"- Costs: {extra['cost_bps']:g} bp per unit of position change; Sharpe annualised with "
         f"{result.test_backtest.annualization_factor:g} bars/year (7 x 252 trading hours)",
-        f"- Prediction statuses: {status}; test decisions: {decisions}",
+        f"- Prediction statuses: {status}; {reported} decisions: {decisions}",
         "",
         "## Weights",
         *_weights_lines(extra),
         "",
-        "## Test window (reported; never used for fitting or the sweep)",
+        heading,
         "",
         metrics_markdown(result.test_backtest),
         "",
         f"- PSR (P[true Sharpe > 0]): {_fmt(result.psr)}; DSR over {result.n_trials} trials "
-        f"({extra['n_candidates']} candidate(s) x threshold grid): {_fmt(result.dsr)}",
+        f"({extra['n_candidates']} {trials}): {_fmt(result.dsr)}",
     ]
+    if result.walk_forward:
+        lines += [
+            "",
+            "## Component and index metrics (out-of-sample hours; SE where one exists)",
+            "",
+            extra["oos_metrics"].round(4).astype(str).to_markdown(index=False),
+        ]
     if result.validation_backtest is not None:
         lines += [
             "",

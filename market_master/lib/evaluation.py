@@ -11,6 +11,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
+from market_master.lib.calendar import TZ
 from market_master.lib.labels import CLASSES
 
 K = len(CLASSES)
@@ -185,3 +186,42 @@ def single_row_latency_ms(predict, frame: pd.DataFrame, n_rows: int = 100, round
         return {"latency_p50_ms": float("nan"), "latency_p99_ms": float("nan")}
     ms = best_call_times_ms(lambda i: predict(rows[i]), len(rows), rounds)["cpu"]
     return {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99))}
+
+
+def time_series_ic(signal: np.ndarray, forward_return: np.ndarray, hours: np.ndarray) -> dict:
+    """Index timing skill: the Spearman correlation, over hours, of one signal value per hour (the WSS, or
+    the pooled expected score) with the index proxy's next-bar return, and its DAY-clustered z.
+
+    Both series are ranked (ties averaged) over the hours where both are finite and standardised, so the
+    IC is the mean of the products u_t = x_t y_t. Hours of one session share news and volatility, so the
+    standard error is clustered by session date: SE^2 = G/(G-1) * sum_d (sum_{t in d} (u_t - IC))^2 / n^2
+    (G sessions, n hours). Returns ``ts_ic``, ``ts_ic_se``, ``ts_ic_z``, ``ts_ic_hours``, ``ts_ic_days``;
+    IC 0 and z 0 when the signal is constant (a signal that never varies cannot time anything)."""
+    s = np.asarray(signal, dtype=float)
+    r = np.asarray(forward_return, dtype=float)
+    if not len(s) == len(r) == len(hours):
+        raise ValueError(f"time_series_ic: {len(s)} signals, {len(r)} returns, {len(hours)} hours")
+    ok = np.isfinite(s) & np.isfinite(r)
+    n = int(ok.sum())
+    stamps = pd.DatetimeIndex(np.asarray(hours)[ok])
+    days = (stamps if stamps.tz is not None else stamps.tz_localize("UTC")).tz_convert(TZ).normalize()
+    g = int(len(pd.unique(days)))
+    out = {
+        "ts_ic": 0.0,
+        "ts_ic_se": float("nan"),
+        "ts_ic_z": 0.0,
+        "ts_ic_hours": float(n),
+        "ts_ic_days": float(g),
+    }
+    if n < 4 or g < 2 or np.ptp(s[ok]) == 0 or np.ptp(r[ok]) == 0:
+        return out
+    x = pd.Series(s[ok]).rank().to_numpy()
+    y = pd.Series(r[ok]).rank().to_numpy()
+    x = (x - x.mean()) / x.std()
+    y = (y - y.mean()) / y.std()
+    u = x * y
+    ic = float(u.mean())
+    sums = pd.Series(u - ic).groupby(days.asi8).sum().to_numpy()
+    se = float(np.sqrt(g / (g - 1) * (sums**2).sum()) / n)
+    out |= {"ts_ic": ic, "ts_ic_se": se, "ts_ic_z": ic / se if se > 0 else 0.0}
+    return out

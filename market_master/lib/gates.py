@@ -26,7 +26,9 @@ MetadataValue = float | int | str | bool | list | dict | None
 # Default gate thresholds: the one home (the Dagster GateSettings resource reads them; reasons in the docs).
 BASELINE_MARGIN = 0.01
 MIN_Z = 2.0
-MIN_IC_Z = 2.0
+MIN_TIMING_Z = 2.0  # index timing: day-clustered z of the WSS's time-series IC
+MIN_DSR = 0.95  # index economics: P[after-cost Sharpe > the best of n_trials by luck]
+MIN_COMPARABLE_HOURS = 7  # not worse than Production: at least one session neither model saw
 PRODUCTION_TOLERANCE = -0.005
 LATENCY_SLO_MS = 5.0
 
@@ -89,42 +91,102 @@ def champion_beats_baseline(
     return GateResult("champion_beats_baseline", True, f"macro-F1 gain {diff:+.4f} >= margin {margin}", meta)
 
 
-def champion_has_directional_skill(ic: float, ic_z: float, min_z: float = MIN_IC_Z) -> GateResult:
-    """The information coefficient (predicted score vs next return) must be positive and >= min_z SEs.
+def champion_not_worse_than_production(
+    champion_f1: float | None,
+    production_f1: float | None,
+    tolerance: float = PRODUCTION_TOLERANCE,
+    comparable_hours: int | None = None,
+    min_hours: int = MIN_COMPARABLE_HOURS,
+) -> GateResult:
+    """Champion macro-F1 minus Production's must be >= tolerance, both scored on the same hours that
+    NEITHER model trained or was selected on (``comparable_hours`` of them). No Production model, or fewer
+    than ``min_hours`` such hours: nothing to compare, and the verdict says so (it passes: the other gates
+    judge the champion on its own out-of-sample hours) instead of scoring rows a model has seen."""
+    name = "champion_not_worse_than_production"
+    if production_f1 is None and comparable_hours is None:
+        meta = {"champion_f1": champion_f1, "production_f1": None, "note": "no Production model yet"}
+        return GateResult(name, True, "no Production model yet", meta)
+    meta: dict[str, MetadataValue] = {
+        "champion_f1": champion_f1,
+        "production_f1": production_f1,
+        "comparable_hours": comparable_hours,
+        "min_hours": min_hours,
+        "tolerance": tolerance,
+    }
+    if comparable_hours is not None and comparable_hours < min_hours:
+        reason = (
+            f"not compared: {comparable_hours} hour(s) that neither model trained or was selected on "
+            f"(< {min_hours}); no in-sample rows are scored"
+        )
+        return GateResult(name, True, reason, meta)
+    _require_finite(champion_f1=champion_f1, production_f1=production_f1, tolerance=tolerance)
+    diff = champion_f1 - production_f1
+    meta["diff"] = diff
+    where = f" on {comparable_hours} hours neither model saw" if comparable_hours is not None else ""
+    if diff < tolerance:
+        return GateResult(name, False, f"champion is {diff:+.4f} vs Production{where} (< {tolerance})", meta)
+    return GateResult(name, True, f"champion is {diff:+.4f} vs Production{where} (>= {tolerance})", meta)
 
-    Macro-F1 can be earned by predicting move size (volatility) without direction; the signal trades
-    direction, so this gate requires it explicitly.
-    """
-    meta: dict[str, MetadataValue] = {"ic": ic, "ic_z": ic_z, "min_z": min_z}
-    if ic is None or ic_z is None or not (math.isfinite(ic) and math.isfinite(ic_z)):
-        return GateResult("champion_has_directional_skill", False, "IC is undefined (NaN)", meta)
-    if ic <= 0 or ic_z < min_z:
+
+def signal_has_index_timing_skill(timing: dict, min_z: float = MIN_TIMING_Z) -> GateResult:
+    """The traded signal times the index: the time-series IC of the WSS against the proxy's next-bar return
+    (``evaluation.time_series_ic``: ``ts_ic``, ``ts_ic_z`` day-clustered) must be positive with z >= min_z.
+    The pooled expected score's IC (``pooled_ts_ic``...) and the cross-sectional IC ride along as
+    diagnostics: ranking symbols against each other is not what /NQ trades."""
+    name = "signal_has_index_timing_skill"
+    ic, z = timing.get("ts_ic"), timing.get("ts_ic_z")
+    meta: dict[str, MetadataValue] = {**timing, "min_z": min_z}
+    if (
+        ic is None
+        or z is None
+        or not (math.isfinite(ic) and math.isfinite(z))
+        or not timing.get("ts_ic_hours")
+    ):
+        return GateResult(name, False, "index timing IC is undefined (no priced out-of-sample hours)", meta)
+    hours = int(timing["ts_ic_hours"])
+    if ic <= 0 or z < min_z:
         return GateResult(
-            "champion_has_directional_skill",
+            name,
             False,
-            f"IC {ic:+.4f} (z={ic_z:.2f}) is not significant (< {min_z})",
+            f"WSS timing IC {ic:+.4f} (day-clustered z={z:.2f}, {hours} h) is not significant (< {min_z})",
             meta,
         )
     return GateResult(
-        "champion_has_directional_skill", True, f"IC {ic:+.4f} with z={ic_z:.2f} >= {min_z}", meta
+        name, True, f"WSS timing IC {ic:+.4f} with day-clustered z={z:.2f} >= {min_z} ({hours} h)", meta
     )
 
 
-def champion_not_worse_than_production(
-    champion_f1: float, production_f1: float | None, tolerance: float = PRODUCTION_TOLERANCE
-) -> GateResult:
-    """Champion macro-F1 minus Production's (same evaluation window) must be >= tolerance."""
-    name = "champion_not_worse_than_production"
-    _require_finite(champion_f1=champion_f1, tolerance=tolerance)
-    if production_f1 is None:
-        meta = {"champion_f1": champion_f1, "production_f1": None, "note": "no Production model yet"}
-        return GateResult(name, True, "no Production model yet", meta)
-    _require_finite(production_f1=production_f1)
-    diff = champion_f1 - production_f1
-    meta = {"champion_f1": champion_f1, "production_f1": production_f1, "diff": diff, "tolerance": tolerance}
-    if diff < tolerance:
-        return GateResult(name, False, f"champion is {diff:+.4f} vs Production (< {tolerance})", meta)
-    return GateResult(name, True, f"champion is {diff:+.4f} vs Production (>= {tolerance})", meta)
+def signal_beats_flat_and_buy_and_hold(report: dict, min_dsr: float = MIN_DSR) -> GateResult:
+    """Index economics of the decision rule on the out-of-sample hours (``backtest.backtest_report``):
+    the after-cost Sharpe must beat flat after deflation (DSR >= min_dsr, trial count = every candidate,
+    decision rule and threshold pair tried) and beat buy-and-hold's Sharpe on the same hours."""
+    name = "signal_beats_flat_and_buy_and_hold"
+    sig, bh = report["metrics"]["signal"], report["metrics"]["buy_and_hold"]
+    meta: dict[str, MetadataValue] = {
+        "signal_sharpe": sig["sharpe"],
+        "buy_and_hold_sharpe": bh["sharpe"],
+        "signal_total_return": sig["total_return"],
+        "buy_and_hold_total_return": bh["total_return"],
+        "flat_total_return": 0.0,
+        "psr": report["psr"],
+        "dsr": report["dsr"],
+        "n_trials": report["n_trials"],
+        "n_bars": report["n_bars"],
+        "cost_bps": report["cost_bps"],
+        "min_dsr": min_dsr,
+    }
+    dsr, s, b = report["dsr"], sig["sharpe"], bh["sharpe"]
+    if not (math.isfinite(dsr) and math.isfinite(s)):
+        return GateResult(name, False, "Sharpe / DSR undefined (no position taken or no priced hours)", meta)
+    text = (
+        f"after {report['cost_bps']:g} bp costs over {report['n_bars']} OOS hours: Sharpe {s:.2f} vs "
+        f"buy-and-hold {b:.2f}, DSR {dsr:.3f} ({report['n_trials']} trials)"
+    )
+    if dsr < min_dsr:
+        return GateResult(name, False, f"{text}: DSR < {min_dsr}", meta)
+    if math.isfinite(b) and s <= b:
+        return GateResult(name, False, f"{text}: not better than buy-and-hold", meta)
+    return GateResult(name, True, text, meta)
 
 
 def feature_drift_below_limit(

@@ -154,7 +154,9 @@ class ComponentPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:  # noqa: ANN001 - mlflow PythonModelContext
         self.component_model = joblib.load(context.artifacts["component_model"])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - mlflow infers no hints
+    # The DataFrame hint tells MLflow there is no schema to infer from the hint (its type-hint validation
+    # skips DataFrames; ComponentModel validates its own inputs), so it does not warn on every import.
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001, ANN201
         if self.component_model is None:
             raise RuntimeError("ComponentPyfunc used before load_context")
         return self.component_model.predict_frame(pd.DataFrame(model_input))

@@ -307,7 +307,10 @@ def _fit_candidate(
     metrics = _evaluate(data.y_valid, pred, proba, valid)
     metrics |= {"fit_time_s": fit_s, "predict_time_s": predict_s, "train_rows": float(len(rows))}
     metrics["model_size_mb"] = model_size_bytes(pipe) / 1e6
-    metrics |= single_row_latency_ms(model.predict_proba, valid, config.latency_rows, config.latency_rounds)
+    if config.latency_rows > 0:  # 0: not measured (walk-forward folds; only the deployed model is gated)
+        metrics |= single_row_latency_ms(
+            model.predict_proba, valid, config.latency_rows, config.latency_rounds
+        )
     model.metrics = dict(metrics)
     params = pipeline_params(pipe) | {
         "max_train_rows": spec.max_train_rows or len(train),

@@ -11,6 +11,7 @@ EXPECTED_ASSETS = {
     "index_weights",
     "hourly_bars",
     "feature_table",
+    "walk_forward_history",
     "candidate_models",
     "champion_model",
     "production_model",

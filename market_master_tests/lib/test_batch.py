@@ -1,4 +1,5 @@
-"""Batch mode end to end on small synthetic CSVs; the threshold sweep never sees the test window."""
+"""Batch mode end to end on small synthetic CSVs: the walk-forward history (no model given) and a given
+model's test window; no threshold sweep ever sees the hours it is judged on."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 
 from market_master.lib import backtest
-from market_master.lib.batch import BatchInputError, run_batch, split_sessions
+from market_master.lib.batch import BatchInputError, load_csv_bars, run_batch, split_sessions
 from market_master.lib.segments import Segments
 from market_master.lib.sources.synthetic import SyntheticSource
+from market_master.lib.walk_forward import WalkForwardConfig
 
 SYMBOLS = ["AAA", "BBB", "CCC", "TSM"]  # TSM: bars but no weight
 FAST = ("LogReg", "ET")
@@ -25,7 +27,12 @@ OUTPUTS = [
     "equity.png",
     "wss.png",
     "report.md",
+    "folds.csv",
+    "oos_metrics.csv",
 ]
+# ~43 post-warm-up sessions of CSVs: first window 15 sessions, refit every 10, search every 2nd fold
+SMALL_WF = WalkForwardConfig(train_sessions=15, refit_every_sessions=10, select_every_folds=2)
+GRID = [(0.25, -0.25), (0.5, -0.5), (1.0, -1.0)]
 
 
 def write_csvs(directory: Path, start: str, end: str, symbols=(*SYMBOLS, "QQQ")) -> Path:
@@ -75,8 +82,20 @@ def batch_run(inputs, tmp_path_factory):
         holdings,
         tmp_path_factory.mktemp("batch-out"),
         candidates=FAST,
-        grid=[(0.25, -0.25), (0.5, -0.5), (1.0, -1.0)],
+        grid=GRID,
+        walk_forward=SMALL_WF,
     )
+
+
+def _test_start(csv_dir: Path) -> pd.Timestamp:
+    """Where a given model's test segment starts (the last quarter of the sessions)."""
+    hours = pd.DatetimeIndex(load_csv_bars(csv_dir)["timestamp"].unique())
+    return split_sessions(hours)["test"].min()
+
+
+def _early_model(batch_run):
+    """The first fold's model: trained on the first 15 sessions, before any given-model test segment."""
+    return batch_run.fold_models[0]
 
 
 def test_batch_writes_every_output(batch_run):
@@ -91,8 +110,10 @@ def test_batch_writes_every_output(batch_run):
     assert set(signals["decision"]) <= {"BUY", "SELL", "HOLD", "NO_SIGNAL"}
     # NO_SIGNAL exactly where there is no WSS (warm-up hours): a missing WSS is never a HOLD
     assert (signals["decision"].eq("NO_SIGNAL") == signals["wss"].isna()).all()
-    assert set(signals["segment"]) == {"train", "embargo", "validation", "test"}
+    assert set(signals["segment"]) == {"out_of_sample"}  # only hours no fold trained or chose on
     assert len(signals) == preds["hour"].nunique()
+    folds = pd.read_csv(out / "folds.csv")
+    assert (pd.to_datetime(folds["train_end"], utc=True) < pd.to_datetime(folds["oos_start"], utc=True)).all()
     wss = pd.read_csv(out / "wss.csv")
     assert wss["unweighted_symbols"].fillna("").eq("TSM").all()
     assert wss["wss"].dropna().between(-2, 2).all()
@@ -103,15 +124,18 @@ def test_backtest_json_has_metrics_factor_psr_dsr_and_trials(batch_run):
     assert payload["annualization_factor"] == backtest.BARS_PER_YEAR
     assert set(payload["test"]) == {"signal", "buy_and_hold", "flat"}
     assert payload["proxy"] == "QQQ"
-    assert payload["n_trials"] == len(FAST) * 3
+    assert payload["n_trials"] == len(FAST) * 2 * len(GRID)  # candidates x decision rules x pairs
     assert payload["n_candidates"] == len(FAST)
     assert 0.0 <= payload["psr_test"] <= 1.0 and 0.0 <= payload["dsr_test"] <= 1.0
     assert payload["dsr_test"] <= payload["psr_test"] + 1e-12
-    assert payload["thresholds"]["swept_on"] == "validation"
+    assert payload["thresholds"]["swept_on"] in (
+        "each fold's own inner validation hours",
+        "fixed for every fold",
+    )
+    assert "chosen on hours before its own OOS hours" in payload["hours_statement"]
     assert payload["unweighted_symbols"] == ["TSM"] and payload["symbols_without_bars"] == ["NFLX"]
     assert payload["holdings_weight_with_bars"] == pytest.approx(18 / 20)
-    # the sweep table holds every candidate x threshold pair
-    assert len(batch_run.sweep_table) == len(FAST) * 3
+    assert {r["metric"] for r in payload["oos_metrics"]} >= {"WSS time-series IC", "macro-F1 margin"}
 
 
 def test_report_states_single_snapshot_and_symbol_gaps(batch_run):
@@ -123,10 +147,10 @@ def test_report_states_single_snapshot_and_symbol_gaps(batch_run):
 
 def test_segments_are_in_time_order(batch_run):
     seg = {k: (pd.Timestamp(v["start"]), pd.Timestamp(v["end"])) for k, v in batch_run.segments.items()}
-    assert seg["train"][1] < seg["validation"][0] <= seg["validation"][1] < seg["test"][0]
+    assert seg["first_training_window"][1] < seg["out_of_sample"][0] <= seg["out_of_sample"][1]
 
 
-def test_sweep_only_sees_validation_hours(inputs, tmp_path, monkeypatch):
+def test_each_fold_sweeps_only_hours_before_its_own_oos_hours(inputs, tmp_path, monkeypatch):
     csv_dir, holdings = inputs
     seen: list[pd.Timestamp] = []
     real = backtest.sweep_thresholds
@@ -137,24 +161,25 @@ def test_sweep_only_sees_validation_hours(inputs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(backtest, "sweep_thresholds", spy)
     res = run_batch(
-        csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), grid=[(0.25, -0.25), (1.0, -1.0)]
+        csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), grid=GRID, walk_forward=SMALL_WF
     )
-    test_start = pd.Timestamp(res.segments["test"]["start"])
-    assert seen and max(seen) < test_start
+    assert len(seen) == len(res.folds)
+    assert all(s < start for s, start in zip(seen, res.folds["oos_start"], strict=True))
 
 
-def test_poisoning_the_test_window_does_not_move_thresholds(inputs, tmp_path):
+def test_poisoning_later_hours_does_not_move_earlier_folds(inputs, tmp_path):
     csv_dir, holdings = inputs
-    grid = [(0.1, -0.1), (0.25, -0.25), (0.5, -0.5), (1.0, -1.0)]
-    clean = run_batch(csv_dir, holdings, tmp_path / "clean", candidates=("LogReg",), grid=grid)
-    test_start = pd.Timestamp(clean.segments["test"]["start"])
+    clean = run_batch(
+        csv_dir, holdings, tmp_path / "clean", candidates=("LogReg",), grid=GRID, walk_forward=SMALL_WF
+    )
+    last_start = clean.folds["oos_start"].iloc[-1]
     poisoned = tmp_path / "poisoned"
     poisoned.mkdir()
     for f in csv_dir.glob("*_1h.csv"):
         frame = pd.read_csv(f)
         ts = pd.to_datetime(frame["Datetime"], utc=True).dt.tz_convert("America/New_York")
-        late = ts > test_start  # keep the first test bar: the last validation decision is not scored anyway
-        # a wild but valid zig-zag in the test window only (4x bar to bar: inside returns_are_sane's 10x)
+        late = ts > last_start
+        # a wild but valid zig-zag in the last fold's OOS hours only (4x bar to bar: inside the 10x check)
         factor = pd.Series(1.0, index=frame.index)
         factor[late] = [2.0 if i % 2 else 0.5 for i in range(int(late.sum()))]
         for col in ("open", "high", "low", "close"):
@@ -162,9 +187,13 @@ def test_poisoning_the_test_window_does_not_move_thresholds(inputs, tmp_path):
         frame.loc[late, "high"] = frame.loc[late, ["open", "high", "low", "close"]].max(axis=1)
         frame.loc[late, "low"] = frame.loc[late, ["open", "high", "low", "close"]].min(axis=1)
         frame.to_csv(poisoned / f.name, index=False)
-    dirty = run_batch(poisoned, holdings, tmp_path / "dirty", candidates=("LogReg",), grid=grid)
-    assert (dirty.buy_threshold, dirty.sell_threshold) == (clean.buy_threshold, clean.sell_threshold)
-    pd.testing.assert_frame_equal(dirty.sweep_table, clean.sweep_table)
+    dirty = run_batch(
+        poisoned, holdings, tmp_path / "dirty", candidates=("LogReg",), grid=GRID, walk_forward=SMALL_WF
+    )
+    cols = ["champion", "decision_rule", "buy_threshold", "sell_threshold", "train_end"]
+    pd.testing.assert_frame_equal(dirty.folds[cols], clean.folds[cols])
+    before = clean.signal["hour"] < last_start
+    pd.testing.assert_series_equal(dirty.signal.loc[before, "wss"], clean.signal.loc[before, "wss"])
     assert dirty.test_backtest.metrics["buy_and_hold"]["total_return"] != pytest.approx(
         clean.test_backtest.metrics["buy_and_hold"]["total_return"]
     )
@@ -178,7 +207,7 @@ def test_given_model_and_no_proxy_csv(inputs, batch_run, tmp_path):
         if not f.name.startswith("QQQ"):
             (no_proxy / f.name).write_bytes(f.read_bytes())
     res = run_batch(
-        no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False, buy=0.5, sell=-0.5
+        no_proxy, holdings, tmp_path / "out", model=_early_model(batch_run), sweep=False, buy=0.5, sell=-0.5
     )
     assert res.proxy == "weighted constituents"
     assert (res.buy_threshold, res.sell_threshold) == (0.5, -0.5)
@@ -187,11 +216,14 @@ def test_given_model_and_no_proxy_csv(inputs, batch_run, tmp_path):
     assert "model given" in text
 
 
-def test_too_short_history_is_a_clear_error(tmp_path):
+def test_too_short_history_is_a_clear_error(inputs, tmp_path):
     csv_dir = write_csvs(tmp_path / "csv", "2024-03-01", "2024-03-20", symbols=("AAA", "QQQ"))
     holdings = write_holdings(tmp_path / "h.csv")
     with pytest.raises(BatchInputError, match="21 trading days"):
         run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",))
+    # enough days, too few for the walk-forward's first training window: says what to change
+    with pytest.raises(BatchInputError, match="no out-of-sample session.*first training window of 60"):
+        run_batch(inputs[0], inputs[1], tmp_path / "out2", candidates=("LogReg",))
 
 
 def test_failed_error_check_names_the_rows(inputs, tmp_path):
@@ -227,8 +259,8 @@ def _copy_without_proxy(csv_dir: Path, dest: Path) -> Path:
 
 def test_given_model_that_saw_the_test_segment_is_refused(inputs, batch_run, tmp_path):
     csv_dir, holdings = inputs
-    test_start = pd.Timestamp(batch_run.segments["test"]["start"])
-    model = batch_run.model
+    test_start = _test_start(csv_dir)
+    model = _early_model(batch_run)
     late = dataclasses.replace(model, training_window=(model.training_window[0], test_start.isoformat()))
     with pytest.raises(BatchInputError, match=r"training_window ends 2024-.*test segment start 2024-"):
         run_batch(csv_dir, holdings, tmp_path / "a", model=late, sweep=False)
@@ -256,7 +288,7 @@ def test_no_proxy_csv_uses_point_in_time_weights(inputs, batch_run, tmp_path):
     ]
     holdings = tmp_path / "history.csv"
     pd.DataFrame(rows, columns=["symbol", "weight_pct", "as_of"]).to_csv(holdings, index=False)
-    res = run_batch(no_proxy, holdings, tmp_path / "out", model=batch_run.model, sweep=False)
+    res = run_batch(no_proxy, holdings, tmp_path / "out", model=_early_model(batch_run), sweep=False)
     assert res.proxy == "weighted constituents"
 
     # by hand: per-symbol next-bar returns (synthetic bars are complete) weighted by the snapshot in force
@@ -329,10 +361,10 @@ def test_proxy_not_covering_validation_and_test_is_an_error(inputs, tmp_path):
 
     short = _edited_copy(csv_dir, tmp_path / "short", "QQQ", first_month)
     with pytest.raises(BatchInputError) as err:
-        run_batch(short, holdings, tmp_path / "out", candidates=("LogReg",))
+        run_batch(short, holdings, tmp_path / "out", candidates=("LogReg",), walk_forward=SMALL_WF)
     message = str(err.value)
     assert "index proxy QQQ" in message and "covers 2024-03-01" in message
-    assert "validation 2024-" in message and "test 2024-" in message
+    assert "out-of-sample hours 2024-" in message
     assert not (tmp_path / "out" / "backtest.json").exists()
 
 
@@ -342,7 +374,9 @@ def test_weights_far_from_100_percent_are_flagged_in_the_notes(inputs, tmp_path)
     pd.DataFrame(
         {"symbol": ["AAA", "BBB", "CCC"], "weight_pct": [150.0, 90.0, 60.0], "as_of": "2025-04-28"}
     ).to_csv(holdings, index=False)
-    res = run_batch(csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), sweep=False)
+    res = run_batch(
+        csv_dir, holdings, tmp_path / "out", candidates=("LogReg",), sweep=False, walk_forward=SMALL_WF
+    )
     warnings = [n for n in res.notes if n.startswith("WARN weights")]
     assert warnings and "300.0 %" in warnings[0]
     assert "300.0 %" in (tmp_path / "out" / "report.md").read_text()
@@ -354,8 +388,8 @@ def test_model_refusal_suggests_only_what_the_cli_offers(inputs, batch_run, tmp_
     from market_master import cli
 
     csv_dir, holdings = inputs
-    test_start = pd.Timestamp(batch_run.segments["test"]["start"])
-    model = batch_run.model
+    test_start = _test_start(csv_dir)
+    model = _early_model(batch_run)
     late = dataclasses.replace(model, training_window=(model.training_window[0], test_start.isoformat()))
     with pytest.raises(BatchInputError) as err:
         run_batch(csv_dir, holdings, tmp_path / "a", model=late, sweep=False)

@@ -11,11 +11,12 @@ import pytest
 from market_master.lib.gates import (
     all_passed,
     champion_beats_baseline,
-    champion_has_directional_skill,
     champion_not_worse_than_production,
     feature_drift_below_limit,
     latency_within_slo,
     model_loads_and_predicts,
+    signal_beats_flat_and_buy_and_hold,
+    signal_has_index_timing_skill,
 )
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master_tests.lib.test_registry import N_FEATURES, register_tiny_model, unique_name
@@ -34,11 +35,38 @@ def test_champion_beats_baseline_margin_and_z():
         champion_beats_baseline(float("nan"), 0.30)
 
 
-def test_champion_has_directional_skill():
-    assert champion_has_directional_skill(0.03, 2.5).passed
-    assert not champion_has_directional_skill(0.03, 1.2).passed
-    assert not champion_has_directional_skill(-0.05, 4.0).passed  # significant but the wrong way
-    assert not champion_has_directional_skill(float("nan"), float("nan")).passed
+def test_signal_has_index_timing_skill():
+    def timing(ic, z, hours=900.0):
+        return {"ts_ic": ic, "ts_ic_z": z, "ts_ic_hours": hours, "ts_ic_se": abs(ic / z) if z else None}
+
+    ok = signal_has_index_timing_skill(timing(0.08, 2.6))
+    assert ok.passed and "day-clustered" in ok.reason and ok.metadata["ts_ic_z"] == 2.6
+    assert not signal_has_index_timing_skill(timing(0.03, 1.2)).passed
+    assert not signal_has_index_timing_skill(timing(-0.08, 4.0)).passed  # significant but the wrong way
+    assert not signal_has_index_timing_skill(timing(float("nan"), float("nan"))).passed
+    assert not signal_has_index_timing_skill(timing(0.0, 0.0, hours=0.0)).passed
+
+
+def _report(sharpe, bh_sharpe, dsr):
+    metrics = {"sharpe": sharpe, "total_return": 0.1}
+    return {
+        "metrics": {"signal": metrics, "buy_and_hold": {"sharpe": bh_sharpe, "total_return": 0.05}},
+        "psr": 0.99,
+        "dsr": dsr,
+        "n_trials": 28,
+        "n_bars": 1200,
+        "cost_bps": 1.0,
+    }
+
+
+def test_signal_beats_flat_and_buy_and_hold():
+    ok = signal_beats_flat_and_buy_and_hold(_report(2.5, 0.8, 0.99))
+    assert ok.passed and "28 trials" in ok.reason
+    lucky = signal_beats_flat_and_buy_and_hold(_report(2.5, 0.8, 0.80))
+    assert not lucky.passed and "DSR < 0.95" in lucky.reason
+    market = signal_beats_flat_and_buy_and_hold(_report(0.9, 1.1, 0.97))
+    assert not market.passed and "buy-and-hold" in market.reason
+    assert not signal_beats_flat_and_buy_and_hold(_report(float("nan"), 0.8, float("nan"))).passed
 
 
 def test_champion_not_worse_than_production():
@@ -47,6 +75,11 @@ def test_champion_not_worse_than_production():
     assert champion_not_worse_than_production(0.297, 0.30).passed  # -0.003 within tolerance
     worse = champion_not_worse_than_production(0.29, 0.30)
     assert not worse.passed and worse.metadata["diff"] == pytest.approx(-0.01)
+    # hours neither model saw: too few -> said so, nothing in-sample scored
+    few = champion_not_worse_than_production(None, None, comparable_hours=3)
+    assert few.passed and "not compared: 3 hour(s)" in few.reason
+    judged = champion_not_worse_than_production(0.29, 0.30, comparable_hours=70)
+    assert not judged.passed and "on 70 hours neither model saw" in judged.reason
 
 
 def test_feature_drift_below_limit():

@@ -1,7 +1,10 @@
 """The gates: blocking asset checks on champion_model, each a predicate with its numbers in metadata.
 
-The sensor in defs/promotion promotes a champion only when every gate in GATE_NAMES passed in the run
-that materialized it.
+The skill gates judge the walk-forward out-of-sample hours (walk_forward_history: hours that chose
+nothing), and the product's own question first: does the traded signal (the WSS decision on /NQ) time the
+index proxy, and does it pay after costs? Component skill stays a gate; the cross-sectional IC is a
+diagnostic in its metadata. The sensor in defs/promotion promotes a champion only when every gate in
+GATE_NAMES passed in the run that materialized it.
 """
 
 import dagster as dg
@@ -13,7 +16,9 @@ from market_master.defs.features.assets import feature_table as feature_table_as
 from market_master.defs.resources import MlflowResource
 from market_master.defs.training.assets import ChampionRecord
 from market_master.defs.training.assets import champion_model as champion_asset
-from market_master.lib import gates
+from market_master.defs.training.walk_forward import WalkForwardHistory
+from market_master.defs.training.walk_forward import walk_forward_history as walk_forward_asset
+from market_master.lib import gates, oos_evaluation
 from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
 from market_master.lib.features import FEATURE_COLUMNS
@@ -22,7 +27,8 @@ from market_master.lib.storage import AssetSlices
 
 GATE_NAMES = (
     "champion_beats_baseline",
-    "champion_has_directional_skill",
+    "signal_has_index_timing_skill",
+    "signal_beats_flat_and_buy_and_hold",
     "champion_not_worse_than_production",
     "feature_drift_is_below_limit",
     "latency_within_slo",
@@ -30,19 +36,14 @@ GATE_NAMES = (
 )
 
 
-# Gates that score rows of the judged segment read them from the feature table: a declared input.
-WITH_FEATURES = {"feature_table": dg.AssetIn(key=feature_table_asset.key)}
+# What gates read besides the champion: declared inputs, so the lineage shows them.
+FEATURES = {"feature_table": dg.AssetIn(key=feature_table_asset.key)}
+HISTORY = {"walk_forward_history": dg.AssetIn(key=walk_forward_asset.key)}
 
 
-def gate(description: str, reads_features: bool = False):
-    """A blocking check on champion_model (a promotion gate); `reads_features`: it scores rows of the
-    judged segment, read from feature_table (a declared input)."""
-    return dg.asset_check(
-        asset=champion_asset,
-        blocking=True,
-        additional_ins=WITH_FEATURES if reads_features else None,
-        description=description,
-    )
+def gate(description: str, reads: dict | None = None):
+    """A blocking check on champion_model (a promotion gate) with its extra declared inputs."""
+    return dg.asset_check(asset=champion_asset, blocking=True, additional_ins=reads, description=description)
 
 
 class GateSettings(dg.ConfigurableResource):
@@ -52,9 +53,10 @@ class GateSettings(dg.ConfigurableResource):
         default=gates.BASELINE_MARGIN, description="macro-F1 the champion must add over the best baseline"
     )
     min_z: float = Field(default=gates.MIN_Z, description="... and that margin in bootstrap standard errors")
-    min_ic_z: float = Field(
-        default=gates.MIN_IC_Z, description="directional skill: information-coefficient z"
+    min_timing_z: float = Field(
+        default=gates.MIN_TIMING_Z, description="index timing: day-clustered z of the WSS time-series IC"
     )
+    min_dsr: float = Field(default=gates.MIN_DSR, description="index economics: deflated Sharpe ratio")
     production_tolerance: float = Field(
         default=gates.PRODUCTION_TOLERANCE, description="champion - Production macro-F1 must be >= this"
     )
@@ -85,97 +87,107 @@ def _jsonable(obj):
     return obj if isinstance(obj, int | float | str | bool) or obj is None else str(obj)
 
 
-def _judged(record: ChampionRecord) -> tuple[str, dict, dict, float]:
-    """(segment, champion metrics, best baseline metrics, bootstrap SE of the margin) on the held-out TEST
-    segment: the champion was picked among the candidates on validation, so judging it there would be
-    biased upward. Without a test segment (test_fraction=0) the validation numbers, labelled as such."""
-    r = record.result
-    if r.has_test:
-        return (
-            "test",
-            r.test_metrics[r.champion_name],
-            r.test_metrics[r.test_best_baseline_name],
-            float(r.test_margin_se),
-        )
-    table = r.table()
-    return (
-        "validation",
-        table.loc[r.champion_name].to_dict(),
-        table.loc[r.best_baseline_name].to_dict(),
-        float(r.margin_se),
-    )
-
-
-@gate("macro-F1 beats the best baseline on the held-out test segment")
+@gate("macro-F1 beats the best baseline on the walk-forward out-of-sample rows", reads=HISTORY)
 def champion_beats_baseline(
-    champion_model: ChampionRecord, gate_settings: GateSettings
+    champion_model: ChampionRecord, walk_forward_history: WalkForwardHistory, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
-    segment, champ, base, se = _judged(champion_model)
+    skill = oos_evaluation.component_skill(
+        walk_forward_history.result, seed=walk_forward_history.training.seed
+    )
     gate = gates.champion_beats_baseline(
-        float(champ["macro_f1"]),
-        float(base["macro_f1"]),
+        skill["macro_f1"],
+        skill["best_baseline_f1"],
         margin=gate_settings.baseline_margin,
-        bootstrap_se=se,
+        bootstrap_se=skill["margin_se"],
         min_z=gate_settings.min_z,
     )
-    gate.metadata.update({"segment": segment, "best_baseline": _best_baseline_name(champion_model, segment)})
-    return _result(gate)
-
-
-def _best_baseline_name(record: ChampionRecord, segment: str) -> str:
-    r = record.result
-    return str(r.test_best_baseline_name if segment == "test" else r.best_baseline_name)
-
-
-@gate("expected score predicts the sign of the move (hour-clustered IC)")
-def champion_has_directional_skill(
-    champion_model: ChampionRecord, gate_settings: GateSettings
-) -> dg.AssetCheckResult:
-    segment, champ, _, _ = _judged(champion_model)
-    # rows of one hour share the market factor: the z is computed over per-hour ICs, not over rows
-    gate = gates.champion_has_directional_skill(
-        float(champ["ic_hour_mean"]), float(champ["ic_hour_z"]), min_z=gate_settings.min_ic_z
-    )
     gate.metadata.update(
-        {"segment": segment, "ic_rows": float(champ["ic"]), "ic_rows_z": float(champ["ic_z"])}
+        {
+            "judged_on": f"{skill['rows']} out-of-sample rows, {skill['hours']} hours",
+            "best_baseline": skill["best_baseline"],
+            "cross_sectional_ic (diagnostic)": skill["cross_sectional_ic"],
+            "cross_sectional_ic_z (diagnostic)": skill["cross_sectional_ic_z"],
+        }
     )
     return _result(gate)
 
 
-def _segment_features(feature_table: AssetSlices, record: ChampionRecord) -> pd.DataFrame:
-    """Feature rows (with labels) of the segment the champion is judged on."""
-    r = record.result
-    v = r.test if r.has_test else r.validation
-    feats = feature_table.read_between(v["timestamp"].min(), v["timestamp"].max())
-    return v[["symbol", "timestamp", "label"]].merge(feats, on=["symbol", "timestamp"], how="left")
+@gate("the WSS times the index proxy's next-hour return (day-clustered time-series IC)", reads=HISTORY)
+def signal_has_index_timing_skill(
+    champion_model: ChampionRecord, walk_forward_history: WalkForwardHistory, gate_settings: GateSettings
+) -> dg.AssetCheckResult:
+    timing = oos_evaluation.index_timing(walk_forward_history.result, walk_forward_history.proxy.forward)
+    gate = gates.signal_has_index_timing_skill(timing, min_z=gate_settings.min_timing_z)
+    gate.metadata["proxy"] = walk_forward_history.proxy.note
+    return _result(gate)
 
 
-@gate("not worse than Production on the same window", reads_features=True)
+@gate("the WSS decision beats flat (DSR) and buy-and-hold after costs, out of sample", reads=HISTORY)
+def signal_beats_flat_and_buy_and_hold(
+    champion_model: ChampionRecord, walk_forward_history: WalkForwardHistory, gate_settings: GateSettings
+) -> dg.AssetCheckResult:
+    report = oos_evaluation.index_economics(walk_forward_history.result, walk_forward_history.proxy.forward)
+    gate = gates.signal_beats_flat_and_buy_and_hold(report, min_dsr=gate_settings.min_dsr)
+    gate.metadata["proxy"] = walk_forward_history.proxy.note
+    return _result(gate)
+
+
+def _comparable_rows(history: WalkForwardHistory, after: pd.Timestamp) -> pd.DataFrame:
+    """Scored OOS rows after ``after``: the fold models never trained on them (walk-forward), and a model
+    whose validation window ended at ``after`` never saw them either."""
+    rows = history.result.scored_rows()
+    return rows[rows["hour"] > after].reset_index(drop=True)
+
+
+@gate(
+    "not worse than Production on hours neither model trained or was selected on",
+    reads={**FEATURES, **HISTORY},
+)
 def champion_not_worse_than_production(
     champion_model: ChampionRecord,
     mlflow: MlflowResource,
     feature_table: AssetSlices,
+    walk_forward_history: WalkForwardHistory,
     gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
-    prod_version = mlflow.adapter().alias_version(PRODUCTION_ALIAS)
-    segment, champ, _, _ = _judged(champion_model)
-    champ_f1 = float(champ["macro_f1"])
-    prod_f1 = None
-    meta_extra: dict = {"segment": segment}
-    if prod_version is not None and prod_version != champion_model.version:
-        frame = _segment_features(feature_table, champion_model)
-        prod = mlflow.adapter().load_model(prod_version)
-        pred = prod.class_indices_from_proba(prod.predict_proba(frame))
-        prod_f1 = macro_f1(frame["label"].to_numpy(), pred)
-        meta_extra |= {"production_version": prod_version, "rows": len(frame)}
+    adapter = mlflow.adapter()
+    prod_version = adapter.alias_version(PRODUCTION_ALIAS)
+    if prod_version is None or prod_version == champion_model.version:
+        return _result(gates.champion_not_worse_than_production(None, None))
+    window = adapter.version_tags(prod_version).get("validation_window", "")
+    if ".." not in window:
+        raise dg.Failure(f"Production v{prod_version} has no validation_window tag (got {window!r})")
+    after = pd.Timestamp(window.split("..", 1)[1])
+    rows = _comparable_rows(walk_forward_history, after)
+    meta_extra: dict = {"production_version": prod_version, "production_validation_end": str(after)}
+    champ_f1 = prod_f1 = None
+    n_hours = int(rows["hour"].nunique()) if len(rows) else 0
+    if n_hours >= gates.MIN_COMPARABLE_HOURS:
+        feats = feature_table.read_between(rows["hour"].min(), rows["hour"].max())
+        frame = rows[["symbol", "hour", "label", "pred"]].merge(
+            feats.rename(columns={"timestamp": "hour"}), on=["symbol", "hour"], how="left"
+        )
+        prod = adapter.load_model(prod_version)
+        prod_pred = prod.class_indices_from_proba(prod.predict_proba(frame))
+        y = frame["label"].to_numpy(int)
+        champ_f1 = macro_f1(y, frame["pred"].to_numpy(int))
+        prod_f1 = macro_f1(y, prod_pred)
+        meta_extra |= {"rows": len(frame), "champion_is": "the walk-forward folds' out-of-sample predictions"}
     gate = gates.champion_not_worse_than_production(
-        champ_f1, prod_f1, tolerance=gate_settings.production_tolerance
+        champ_f1, prod_f1, tolerance=gate_settings.production_tolerance, comparable_hours=n_hours
     )
     gate.metadata.update(meta_extra)
     return _result(gate)
 
 
-@gate("PSI drift: training window vs latest window", reads_features=True)
+def _segment_features(feature_table: AssetSlices, record: ChampionRecord) -> pd.DataFrame:
+    """Feature rows of the validation segment the champion was selected on (latency and load checks only
+    need real rows; no verdict about skill is read off them)."""
+    v = record.result.validation
+    return feature_table.read_between(v["timestamp"].min(), v["timestamp"].max())
+
+
+@gate("PSI drift: training window vs latest window", reads=FEATURES)
 def feature_drift_is_below_limit(
     champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
@@ -201,7 +213,7 @@ def feature_drift_is_below_limit(
     return _result(gate)
 
 
-@gate("single-row predict p99 under the SLO", reads_features=True)
+@gate("single-row predict p99 under the SLO", reads=FEATURES)
 def latency_within_slo(
     champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
 ) -> dg.AssetCheckResult:
@@ -215,7 +227,7 @@ def latency_within_slo(
     )
 
 
-@gate("the registered model loads and predicts", reads_features=True)
+@gate("the registered model loads and predicts", reads=FEATURES)
 def model_loads_and_predicts(
     champion_model: ChampionRecord, feature_table: AssetSlices, mlflow: MlflowResource
 ) -> dg.AssetCheckResult:
@@ -228,7 +240,8 @@ def model_loads_and_predicts(
 
 GATE_CHECKS = [
     champion_beats_baseline,
-    champion_has_directional_skill,
+    signal_has_index_timing_skill,
+    signal_beats_flat_and_buy_and_hold,
     champion_not_worse_than_production,
     feature_drift_is_below_limit,
     latency_within_slo,

@@ -9,13 +9,18 @@ Model, per symbol i and bar t (log returns; k = bar of day, s_k an intraday U-sh
     z_t        i.i.d. Student-t (5 dof), unit variance, clipped to +-8    (idiosyncratic shock)
     sigma2_t = omega + a * sigma2_{t-1} * z_{t-1}^2 + b * sigma2_{t-1}  (GARCH(1,1), a=0.06, b=0.90)
     v_t      = s_k * sigma_t                                             (current volatility)
-    m_t      = market factor, same GARCH/Student-t construction, seeded by `seed` alone
+    m_t      = w_t * e_t - KAPPA_MARKET * predictability * e_{t-1} * w_t    (market factor: GARCH/Student-t
+               shock e_t with volatility w_t, seeded by `seed` alone, and a planted INDEX-level reversal)
     r_t      = beta_i * m_t + v_t * z_t + mu_t                            (open -> close)
     mu_t     = -KAPPA * predictability * z_{t-1} * v_t                    (planted reversal)
     gap_t    = beta_i * g_t + u_t on the first bar of a session, else 0   (previous close -> open)
 
-so E[r_t | past] = -KAPPA * predictability * z_{t-1} * v_t: a reversal of the previous standardised
-idiosyncratic shock, scaled by the current volatility. With KAPPA = 0.65 the correlation of the next
+so E[r_t | past] = -beta_i * KAPPA_MARKET * predictability * e_{t-1} * w_t - KAPPA * predictability *
+z_{t-1} * v_t: a reversal of the previous standardised market shock (what an index timing signal can
+trade: the idiosyncratic part averages out across constituents, the market part does not) and of the
+previous standardised idiosyncratic shock (what ranks symbols against each other), each scaled by its
+current volatility. At predictability 0.7 the market factor's next-bar correlation with e_{t-1} is about
+-0.2. With KAPPA = 0.65 the correlation of the next
 bar's close-to-close return (divided by v_t) with z_{t-1} is about -0.25 at predictability 0.5 (and
 -0.45 at 1.0); at predictability 0 the returns have no dependence on the past in their mean (only
 volatility clusters). Bars: open_t = close_{t-1} * exp(gap_t), close_t = open_t * exp(r_t), high/low
@@ -46,6 +51,7 @@ from market_master.lib.bars import BAR_COLUMNS
 from market_master.lib.calendar import TimeLike, bar_of_day, to_timestamp, trading_bars
 
 KAPPA = 0.65
+KAPPA_MARKET = 0.3
 T_DOF = 5.0
 GARCH_A = 0.06
 GARCH_B = 0.90
@@ -131,7 +137,10 @@ class SyntheticSource:
 
         m_rng = np.random.default_rng([self.seed, 0, _STREAM_SHOCK])
         e = _std_t(m_rng, n_all)[:, None]
-        m = season * _garch_sigma(e, np.array([MARKET_VOL**2])) * e
+        market_vol = season * _garch_sigma(e, np.array([MARKET_VOL**2]))
+        e_prev = np.vstack([np.zeros((1, 1)), e[:-1]])
+        # planted INDEX timing: the market factor partly reverses its previous standardised shock
+        m = market_vol * e - KAPPA_MARKET * self.predictability * e_prev * market_vol
         g_rng = np.random.default_rng([self.seed, 0, _STREAM_GAP])
         g = np.where(first[:, None], MARKET_GAP_VOL * _std_t(g_rng, n_all)[:, None], 0.0)
 
