@@ -509,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+KNOWN_NOISE = ("Add type hints to the `predict` method",)
+
+
 def _quiet_libraries() -> None:
     """Keep the console to what matters: our lines, warnings of our own, errors."""
     import warnings
@@ -518,8 +521,17 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*(beta|preview|Beta|Preview).*")
-    # mlflow warns at class definition that ComponentPyfunc.predict has no type hints (its signature is logged)
+    # mlflow warns at class definition that ComponentPyfunc.predict has no type hints (its signature is
+    # logged); it warns inside its own `catch_warnings` + `simplefilter("once")`, which shadows any filter,
+    # so its known notices are dropped where warnings are shown (every other warning is shown as before)
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+    shown = warnings.showwarning
+
+    def _show_unless_noise(message, category, filename, lineno, file=None, line=None):
+        if not any(noise in str(message) for noise in KNOWN_NOISE):
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = _show_unless_noise
     for name in ("mlflow", "alembic", "evidently"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
