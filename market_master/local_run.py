@@ -23,7 +23,7 @@ from market_master import settings
 PROMOTE_JOB = "promote_job"
 LOCK_FILE = ".market-master.lock"
 PID_TAG = "market_master/pid"  # the process running an in-process run (to fail it if that process died)
-PROGRESS_EVERY_SECONDS = 5.0
+PROGRESS_EVERY_SECONDS = 15.0  # a line per 15 s at most: a 10-minute ingest prints ~40, not hundreds
 
 # Dagster's own switches (env vars it reads per call), set for our in-process runs unless already set:
 # - a single-run backfill writes ONE "materialization planned" event per asset (with the range as a
