@@ -11,6 +11,7 @@ market-master history
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -280,11 +281,27 @@ def cmd_run(args) -> int:
 
     timer = StageTimer()
     try:
-        return _run_pipeline(args, timer)
+        with _openmp_threads():
+            return _run_pipeline(args, timer)
     finally:
         if timer.stages:
             print("Stages (seconds, wall clock):")
             print(timer.table())
+
+
+@contextlib.contextmanager
+def _openmp_threads():
+    """OpenMP threads of the run (HGBT, ...): MARKET_MASTER_OPENMP_THREADS, default 1; 0 = the library's
+    default. On a loaded 2-core machine OpenMP's spinning threads made one HGBT fit 100-160 s instead of
+    10 s (benchmarks/bench_run_stages.py); models are the same (a feature's histogram is one thread's)."""
+    threads = int(os.environ.get("MARKET_MASTER_OPENMP_THREADS", "1"))
+    if threads <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        yield
 
 
 def _run_pipeline(args, timer) -> int:
