@@ -123,3 +123,22 @@ def test_local_range_run_stores_every_materialization_and_reports_progress(tmp_p
             assert len(materialized) == 28
     lines = [line for line in capsys.readouterr().out.splitlines() if "partition materializations" in line]
     assert lines and "56/56" in lines[-1] and lines[-1].endswith("done")
+
+
+def test_run_path_limits_openmp_threads_unless_told_otherwise(monkeypatch):
+    import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime threadpoolctl reports
+    from threadpoolctl import threadpool_info
+
+    from market_master import cli
+
+    def openmp_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"}
+
+    before = openmp_threads()
+    monkeypatch.delenv("MARKET_MASTER_OPENMP_THREADS", raising=False)
+    with cli._openmp_threads():
+        assert openmp_threads() <= {1}
+    assert openmp_threads() == before
+    monkeypatch.setenv("MARKET_MASTER_OPENMP_THREADS", "0")
+    with cli._openmp_threads():
+        assert openmp_threads() == before
