@@ -88,7 +88,7 @@ class PartitionStore:
         table = _to_arrow(df.iloc[order], df.attrs)
         sorted_keys = keys[order]
         unique, starts = np.unique(sorted_keys, return_index=True)
-        ends = [*starts[1:], len(sorted_keys)]
+        ends = [*starts[1:], len(sorted_keys)] if len(starts) else []
         written = []
         for key, start, end in zip(unique, starts, ends, strict=True):
             self._write_table(asset, str(key), table.slice(start, end - start))

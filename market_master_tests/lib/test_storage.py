@@ -113,3 +113,15 @@ def test_write_many_slices_equal_each_group_written_by_pandas(tmp_path, bars):
     empty = pd.read_parquet(store.path("x", "2024-03-09-10:30"))
     assert empty.empty and list(empty.columns) == list(frame.columns)
     assert (empty.dtypes == frame.dtypes).all()
+
+
+def test_write_many_of_an_empty_frame_writes_empty_slices_only(tmp_path):
+    store = PartitionStore(tmp_path)
+    empty = pd.DataFrame(
+        {
+            "symbol": pd.Series([], dtype=str),
+            "timestamp": pd.Series([], dtype="datetime64[ns, America/New_York]"),
+        }
+    )
+    assert store.write_many("x", empty, "timestamp", all_keys=["2024-03-05-09:30"]) == ["2024-03-05-09:30"]
+    assert store.read("x", ["2024-03-05-09:30"]).empty
