@@ -31,7 +31,9 @@ def holdings_file(path: Path, n: int) -> list[str]:
     symbols = [f"S{i:03d}" for i in range(n)]
     raw = [1.0 / (i + 1) ** 0.8 for i in range(n)]
     total = sum(raw)
-    lines = ["symbol,weight_pct"] + [f"{s},{100 * w / total:.4f}" for s, w in zip(symbols, raw, strict=True)]
+    lines = ["symbol,weight_pct,as_of"] + [
+        f"{s},{100 * w / total:.4f},2025-04-28" for s, w in zip(symbols, raw, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return symbols
 
