@@ -298,6 +298,7 @@ def _openmp_threads():
     if threads <= 0:
         yield
         return
+    import sklearn.ensemble  # noqa: F401 - load the OpenMP runtime first: threadpoolctl limits loaded ones
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads, user_api="openmp"):
