@@ -11,6 +11,7 @@ market-master history
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -242,14 +243,21 @@ def _step_failure_reasons(instance) -> list[str]:
     return [r for r in reasons if r]
 
 
+def _sessions_with_bars(ingested) -> int | None:
+    """Sessions with at least one bar in the ingest run: its per-key `rows` metadata (None: no metadata)."""
+    mats = ingested.asset_materializations_for_node("hourly_bars")
+    if not mats or "rows" not in mats[0].metadata:
+        return None
+    return len({m.partition[:10] for m in mats if m.partition and m.metadata["rows"].value > 0})
+
+
 def _training_days_text(args, ingested, first_key: str, train_end_key: str) -> str:
     """'on N sessions up to KEY', counting the sessions the DATA has when it holds fewer than asked."""
     from market_master.lib.storage import PartitionStore
 
     asked = args.days - args.signal_days
-    mats = ingested.asset_materializations_for_node("hourly_bars")
-    have = mats[0].metadata.get("sessions_with_bars") if mats else None
-    if have is None or have.value >= args.days:
+    have = _sessions_with_bars(ingested)
+    if have is None or have >= args.days:
         return f"on {asked} sessions up to {train_end_key}"
     bars = PartitionStore(settings.data_root() / "partitions").read_between(
         "hourly_bars", first_key, train_end_key
@@ -257,7 +265,7 @@ def _training_days_text(args, ingested, first_key: str, train_end_key: str) -> s
     n_train = bars["timestamp"].dt.normalize().nunique() if len(bars) else 0
     return (
         f"up to {train_end_key}: the data has bars on only {n_train} sessions of the {asked} requested "
-        f"({have.value} of {args.days} in the whole ingest window)"
+        f"({have} of {args.days} in the whole ingest window)"
     )
 
 
@@ -269,22 +277,54 @@ def _print_weights_warnings(trained) -> None:
 
 
 def cmd_run(args) -> int:
-    import dagster as dg
+    from market_master.local_run import StageTimer
 
-    from market_master.definitions import build_definitions
-    from market_master.lib import calendar
-    from market_master.local_run import LocalRunner, RunFailed, dagster_home, range_tags
+    timer = StageTimer()
+    try:
+        with _openmp_threads():
+            return _run_pipeline(args, timer)
+    finally:
+        if timer.stages:
+            print("Stages (seconds, wall clock):")
+            print(timer.table())
 
-    t0 = time.perf_counter()
-    _require_writable(settings.data_root(), "data root")
-    if os.environ.get("DAGSTER_HOME"):
-        _require_writable(Path(os.environ["DAGSTER_HOME"]), "DAGSTER_HOME")
-    end, days, first_key, train_end_key, signal_first_key = _windows(args)
-    last_key = calendar.partition_key(end)
-    _check_partition_start(first_key, last_key, args)
-    home = dagster_home()
-    market = _market_resource(args)
-    runner = LocalRunner(build_definitions({"market_data": market}), dg.DagsterInstance.get(), args.verbose)
+
+@contextlib.contextmanager
+def _openmp_threads():
+    """OpenMP threads of the run (HGBT, ...): MARKET_MASTER_OPENMP_THREADS, default 1; 0 = the library's
+    default. On a loaded 2-core machine OpenMP's spinning threads made one HGBT fit 100-160 s instead of
+    10 s (benchmarks/bench_run_stages.py); models are the same (a feature's histogram is one thread's)."""
+    threads = int(os.environ.get("MARKET_MASTER_OPENMP_THREADS", "1"))
+    if threads <= 0:
+        yield
+        return
+    import sklearn.ensemble  # noqa: F401 - load the OpenMP runtime first: threadpoolctl limits loaded ones
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        yield
+
+
+def _run_pipeline(args, timer) -> int:
+    with timer.stage("setup (imports, definitions, instance)"):
+        import dagster as dg
+
+        from market_master.definitions import build_definitions
+        from market_master.lib import calendar
+        from market_master.local_run import LocalRunner, RunFailed, dagster_home, range_tags
+
+        t0 = time.perf_counter()
+        _require_writable(settings.data_root(), "data root")
+        if os.environ.get("DAGSTER_HOME"):
+            _require_writable(Path(os.environ["DAGSTER_HOME"]), "DAGSTER_HOME")
+        end, days, first_key, train_end_key, signal_first_key = _windows(args)
+        last_key = calendar.partition_key(end)
+        _check_partition_start(first_key, last_key, args)
+        home = dagster_home()
+        market = _market_resource(args)
+        runner = LocalRunner(
+            build_definitions({"market_data": market}), dg.DagsterInstance.get(), args.verbose
+        )
     print(
         f"Market Master: source={args.source}, {len(market.symbols)} symbols, {len(days)} trading days "
         f"{first_key} .. {last_key}; DAGSTER_HOME={home}; data root={settings.data_root()}"
@@ -293,7 +333,8 @@ def cmd_run(args) -> int:
     # failures are reported below in our own words (rows, one error line), not as Dagster's ERROR log
     silent = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     try:
-        ingested = runner.run("ingest_job", tags=range_tags(first_key, last_key), run_config=silent)
+        with timer.stage("1 ingest + checks + features"):
+            ingested = runner.run("ingest_job", tags=range_tags(first_key, last_key), run_config=silent)
     except RunFailed as exc:
         failed = _print_failed_bar_checks(runner.instance)
         if failed:
@@ -308,23 +349,29 @@ def cmd_run(args) -> int:
     print(
         f"[2/6] weights + pooled training {_training_days_text(args, ingested, first_key, train_end_key)} + gates ..."
     )
-    trained = runner.run(
-        "retrain_job", allow_failed_gates=True, run_config=_retrain_config(args, train_end_key)
-    )
+    with timer.stage("2 weights + training + gates"):
+        trained = runner.run(
+            "retrain_job", allow_failed_gates=True, run_config=_retrain_config(args, train_end_key)
+        )
     _print_weights_warnings(trained)
     _print_champion_and_gates(runner, trained)
     print("[3/6] promotion sensor tick ...")
-    if _promote_if_gates_pass(runner) is None:
+    with timer.stage("3 promotion sensor"):
+        production = _promote_if_gates_pass(runner)
+    if production is None:
         print("No Production model: no signal can be produced. See the failed gates above.")
         return 2
     print(
         f"[4/6] predictions + WSS signal with {settings.MODEL_NAME}@Production over {signal_first_key} .. {last_key} ..."
     )
-    runner.run("inference_job", tags=range_tags(signal_first_key, last_key))
+    with timer.stage("4 predictions + signal"):
+        runner.run("inference_job", tags=range_tags(signal_first_key, last_key))
     print("[5/6] monitoring (Evidently drift + classification quality) + out-of-sample backtest ...")
-    monitored = runner.run("monitoring_job")
+    with timer.stage("5 monitoring + backtest"):
+        monitored = runner.run("monitoring_job")
     print("[6/6] latest signal")
-    _print_latest_signal(monitored, end)
+    with timer.stage("6 latest signal"):
+        _print_latest_signal(monitored, end)
     print(
         f"Done in {time.perf_counter() - t0:.0f} s. UIs: `make dagster` (assets, checks, runs), `make mlflow-ui` "
         f"(runs, registry), `make api` (FastAPI at http://127.0.0.1:8000/docs)."
@@ -510,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+KNOWN_NOISE = ("Add type hints to the `predict` method",)
+
+
 def _quiet_libraries() -> None:
     """Keep the console to what matters: our lines, warnings of our own, errors."""
     import warnings
@@ -519,8 +569,17 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*(beta|preview|Beta|Preview).*")
-    # mlflow warns at class definition that ComponentPyfunc.predict has no type hints (its signature is logged)
+    # mlflow warns at class definition that ComponentPyfunc.predict has no type hints (its signature is
+    # logged); it warns inside its own `catch_warnings` + `simplefilter("once")`, which shadows any filter,
+    # so its known notices are dropped where warnings are shown (every other warning is shown as before)
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+    shown = warnings.showwarning
+
+    def _show_unless_noise(message, category, filename, lineno, file=None, line=None):
+        if not any(noise in str(message) for noise in KNOWN_NOISE):
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = _show_unless_noise
     for name in ("mlflow", "alembic", "evidently"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

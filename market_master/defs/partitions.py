@@ -7,7 +7,10 @@ Holidays and half-day afternoons are keys too (the cron cannot know them): such 
 slice, and the calendar (`lib.calendar`) says why in the metadata.
 """
 
+from collections.abc import Mapping, Sequence
+
 import dagster as dg
+import pandas as pd
 
 from market_master.lib.calendar import PARTITION_FMT, TZ
 from market_master.lib.features import WARMUP_MAX
@@ -44,3 +47,26 @@ def hourly_asset(partition_column: str, **kwargs):
         metadata={PARTITION_COLUMN: partition_column},
         **kwargs,
     )
+
+
+NON_TRADING = "holiday or half-day afternoon: no bar, empty slice"
+
+
+def add_partition_metadata(
+    context: dg.AssetExecutionContext,
+    keys: Sequence[str],
+    rows_per_key: pd.Series,
+    counts: Mapping[str, pd.Series] | None = None,
+    non_trading: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Give each key of a range run ITS OWN numbers (partition-scoped metadata): `rows`, the `counts`
+    (name -> Series indexed by key) and why a key is empty. An Output's metadata is copied to every key's
+    materialization, so it must only hold what describes the whole run."""
+    rows = {str(k): int(v) for k, v in rows_per_key.items()}
+    columns = {name: {str(k): int(v) for k, v in series.items()} for name, series in (counts or {}).items()}
+    for key in keys:
+        metadata: dict[str, int | str] = {"rows": rows.get(key, 0)}
+        metadata.update({name: values.get(key, 0) for name, values in columns.items()})
+        if key in non_trading:
+            metadata["non_trading"] = NON_TRADING
+        context.add_asset_metadata(metadata, partition_key=key)

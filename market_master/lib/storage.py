@@ -7,13 +7,16 @@ the old slice or the new one, never half a file; writing the same key again over
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market_master.lib.calendar import (
@@ -78,19 +81,36 @@ class PartitionStore:
         """
         if key_column not in df.columns:
             raise KeyError(f"key column {key_column!r} not in {list(df.columns)}")
-        keys = keys_of(df[key_column])
+        # One pandas -> Arrow conversion for the whole frame, then zero-copy slices per key: converting
+        # each group on its own cost ~10 ms of CPU per key (a 1,750-key range: ~35 s for two assets).
+        keys = keys_of(df[key_column]).to_numpy()
+        order = np.argsort(keys, kind="stable")
+        table = _to_arrow(df.iloc[order], df.attrs)
+        sorted_keys = keys[order]
+        unique, starts = np.unique(sorted_keys, return_index=True)
+        ends = [*starts[1:], len(sorted_keys)] if len(starts) else []
         written = []
-        for key, group in df.groupby(keys, sort=True):
-            group = group.reset_index(drop=True)
-            group.attrs = dict(df.attrs)  # e.g. the feature table's FeatureConfig, kept in each slice
-            self.write(asset, str(key), group)
+        for key, start, end in zip(unique, starts, ends, strict=True):
+            self._write_table(asset, str(key), table.slice(start, end - start))
             written.append(str(key))
-        empty = df.iloc[0:0].copy()
-        empty.attrs = dict(df.attrs)
         for key in sorted(set(all_keys or ()) - set(written)):
-            self.write(asset, key, empty)
+            self._write_table(asset, key, table.slice(0, 0))
             written.append(key)
         return sorted(written)
+
+    def _write_table(self, asset: str, key: str, table: pa.Table) -> Path:
+        """`write` for a slice already in Arrow form (same file, same atomic swap)."""
+        target = self.path(asset, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SUFFIX)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
 
     def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
         """Concatenate the slices of `keys` (sorted by symbol, timestamp when the slices have them);
@@ -143,6 +163,17 @@ class PartitionStore:
 
     def exists(self, asset: str, key: str) -> bool:
         return self.path(asset, key).exists()
+
+
+def _to_arrow(df: pd.DataFrame, attrs: dict) -> pa.Table:
+    """The Arrow table `DataFrame.to_parquet(index=False)` writes, `attrs` included (pandas keeps them in
+    the schema metadata under PANDAS_ATTRS and restores them in read_parquet)."""
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    if attrs:
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(attrs).encode()}
+        )
+    return table
 
 
 def keys_of(values: pd.Series) -> pd.Series:

@@ -27,6 +27,8 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
         assert f"gate {gate}" in out
     assert "FAIL" not in out
     assert "decision" in out and "covered weight" in out
+    table = out[out.index("Stages (seconds, wall clock):") :].splitlines()
+    assert [line.split()[0] for line in table[3:]] == ["setup", "1", "2", "3", "4", "5", "6", "total"]
     assert adapter.alias_version(PRODUCTION_ALIAS) == "1"
     store = PartitionStore(isolated_home / "partitions")
     signal = store.read("index_signal", [store.latest_key("index_signal")])

@@ -94,3 +94,34 @@ def test_write_many_with_all_keys_writes_empty_slices_for_keys_without_rows(tmp_
     assert len(store.read("x", ["2024-03-05-10:30"])) == 1
     assert store.read("x", ["2024-07-04-10:30"]).empty
     assert store.latest_key("x", nonempty=True) == "2024-03-05-10:30"
+
+
+def test_write_many_slices_equal_each_group_written_by_pandas(tmp_path, bars):
+    """write_many converts the frame to Arrow once and slices it: each slice reads back exactly as the
+    group written on its own by DataFrame.to_parquet (values, dtypes, tz, row order, attrs), and an
+    empty slice keeps the columns and dtypes."""
+    frame = bars.sample(frac=1.0, random_state=0)  # keys out of order, rows of a key interleaved
+    frame.attrs["feature_config"] = {"warmup": 7}
+    store = PartitionStore(tmp_path)
+    keys = store.write_many("x", frame, "timestamp", all_keys=["2024-03-09-10:30"])
+    by_key = frame["timestamp"].dt.strftime("%Y-%m-%d-%H:%M")
+    for key in keys[:5] + keys[-3:]:
+        expected = frame[by_key == key].reset_index(drop=True)
+        got = pd.read_parquet(store.path("x", key))
+        pd.testing.assert_frame_equal(got, expected)
+        assert got.attrs == {"feature_config": {"warmup": 7}}
+    empty = pd.read_parquet(store.path("x", "2024-03-09-10:30"))
+    assert empty.empty and list(empty.columns) == list(frame.columns)
+    assert (empty.dtypes == frame.dtypes).all()
+
+
+def test_write_many_of_an_empty_frame_writes_empty_slices_only(tmp_path):
+    store = PartitionStore(tmp_path)
+    empty = pd.DataFrame(
+        {
+            "symbol": pd.Series([], dtype=str),
+            "timestamp": pd.Series([], dtype="datetime64[ns, America/New_York]"),
+        }
+    )
+    assert store.write_many("x", empty, "timestamp", all_keys=["2024-03-05-09:30"]) == ["2024-03-05-09:30"]
+    assert store.read("x", ["2024-03-05-09:30"]).empty

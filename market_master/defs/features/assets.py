@@ -5,7 +5,7 @@ import pandas as pd
 from pydantic import Field
 
 from market_master.defs.io_manager import LOOKBACK
-from market_master.defs.partitions import feature_lookback, hourly_asset
+from market_master.defs.partitions import add_partition_metadata, feature_lookback, hourly_asset
 from market_master.lib import calendar
 from market_master.lib.bars import normalize_bars
 from market_master.lib.features import FEATURE_COLUMNS, WARMUP_DEFAULT, FeatureConfig, compute_features
@@ -49,17 +49,22 @@ def feature_table(
     )
     in_range.attrs[FEATURE_CONFIG_ATTR] = feature_config.to_dict()
     history = bars[bars["timestamp"] < start]
+    row_keys = in_range["timestamp"].dt.strftime(calendar.PARTITION_FMT)
+    warmup_per_key = in_range["warmup"].groupby(row_keys).sum()
+    add_partition_metadata(context, keys, row_keys.value_counts(), {"warmup_rows": warmup_per_key})
+    if len(in_range):  # a preview on the last key with rows only (not copied to every key of the range)
+        context.add_asset_metadata(
+            {"preview": dg.MetadataValue.md(in_range.tail(5).round(4).astype(str).to_markdown(index=False))},
+            partition_key=row_keys.iloc[-1],
+        )
     return dg.Output(
         in_range,
-        metadata={
-            "rows": len(in_range),
-            "warmup_rows": int(in_range["warmup"].sum()),
+        metadata={  # copied to every key of the range: the run's settings, not its totals
             "warmup": feature_config.warmup,
-            "partitions": len(keys),
-            "history_bars_read": len(history),
-            "history_start": str(history["timestamp"].min()) if len(history) else "none stored",
             "n_features": len(FEATURE_COLUMNS),
-            "preview": dg.MetadataValue.md(in_range.tail(5).round(4).astype(str).to_markdown(index=False)),
+            "run_partitions": len(keys),
+            "run_history_bars_read": len(history),
+            "history_start": str(history["timestamp"].min()) if len(history) else "none stored",
         },
     )
 

@@ -5,7 +5,7 @@ import pandas as pd
 from pydantic import Field
 
 from market_master.defs.ingestion.checks import BAR_CHECK_SPECS, check_results_for
-from market_master.defs.partitions import hourly_asset
+from market_master.defs.partitions import add_partition_metadata, hourly_asset
 from market_master.defs.resources import MarketDataResource, StorageResource
 from market_master.lib import calendar
 from market_master.lib.bars import normalize_bars, run_bar_checks
@@ -125,25 +125,29 @@ def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
     if len(quarantined):
         quarantine_path = storage.path("quarantine", "hourly_bars", f"{keys[0]}__{keys[-1]}.parquet")
         quarantined.to_parquet(quarantine_path)
-    with_rows = set(row_keys[in_range])
+    rows_per_key = row_keys[in_range].value_counts()
+    symbols_per_key = bars.loc[in_range, "symbol"].groupby(row_keys[in_range]).nunique()
     non_trading = [
-        k for k in keys if k not in with_rows and not calendar.is_trading_bar(calendar.key_to_timestamp(k))
+        k
+        for k in keys
+        if k not in rows_per_key.index and not calendar.is_trading_bar(calendar.key_to_timestamp(k))
     ]
+    add_partition_metadata(context, keys, rows_per_key, {"symbols": symbols_per_key}, set(non_trading))
     outcomes = run_bar_checks(bars, expected_symbols=symbols)
-    context.log.info(f"hourly_bars: {len(bars)} bars, {len(keys)} partitions ({keys[0]} .. {keys[-1]})")
+    context.log.info(
+        f"hourly_bars: {int(in_range.sum())} bars in {len(keys)} partitions ({keys[0]} .. {keys[-1]}), "
+        f"{len(non_trading)} non-trading partitions, {len(quarantined)} quarantined rows"
+    )
+    # Metadata on EVERY key's materialization (Dagster copies an Output's metadata to each partition of
+    # the range): only what describes the run. The key's own rows are partition-scoped (above).
     yield dg.Output(
         bars[in_range].reset_index(drop=True),
         metadata={
-            "rows": int(in_range.sum()),
-            "partitions": len(keys),
-            "first_partition": keys[0],
-            "last_partition": keys[-1],
-            "symbols": dg.MetadataValue.json(sorted(bars["symbol"].unique().tolist())),
-            "sessions_with_bars": int(bars.loc[in_range, "timestamp"].dt.normalize().nunique()),
+            "run_partitions": len(keys),
+            "run_first_partition": keys[0],
+            "run_last_partition": keys[-1],
             "source": market_data.source,
-            "non_trading_partitions (holiday / half-day afternoon)": dg.MetadataValue.json(non_trading[:50]),
-            "n_non_trading_partitions": len(non_trading),
-            "quarantined_out_of_session_rows": len(quarantined),
+            "run_quarantined_out_of_session_rows": len(quarantined),
             "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
         },
     )
