@@ -25,10 +25,11 @@ PID_TAG = "market_master/pid"  # the process running an in-process run (to fail 
 
 def dagster_home() -> Path:
     """DAGSTER_HOME (default data/dagster): persistent so `make dagster` shows what `make run` did."""
+    settings.check_production()  # production: DAGSTER_HOME must already hold deploy/dagster.yaml (Postgres)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_root() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
+    if not cfg.exists():  # embedded mode only (production refused above without one)
         # run monitoring: the daemon marks runs whose worker died (kill -9) as failed instead of STARTED
         cfg.write_text(
             "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n"
@@ -54,7 +55,16 @@ class DataRootBusy(RunFailed):
 def data_root_lock(root: Path) -> Iterator[None]:
     """One market-master command at a time per data root (two concurrent `run`s on a fresh root broke
     Dagster's sqlite instance creation). Non-blocking: the second command stops at once, naming the
-    holder. The OS releases the lock when its process dies, kill -9 included."""
+    holder. The OS releases the lock when its process dies, kill -9 included.
+
+    This is a LOCAL lock (flock on a local file): it guards the local data root and, in embedded mode,
+    the sqlite stores under it. It cannot guard an s3:// store and does not pretend to: in production
+    mode it is taken on the local scratch root only, and concurrent writers on other machines are made
+    safe by the services instead: the Dagster instance is Postgres (concurrent runs are its normal
+    case, no file to create), every slice or value is one whole-object PUT (a reader sees the old or the
+    new object; two writers of one key write the same rows, derived from the key, and the last wins),
+    and the registry alias moves are transactions of the MLflow server's Postgres store. Two runs that
+    must not overlap are kept apart by Dagster's run queue (deploy/dagster.yaml), not by this lock."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         handle = (root / LOCK_FILE).open("a+")
