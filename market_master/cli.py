@@ -257,9 +257,7 @@ def _training_days_text(args, ingested, first_key: str, train_end_key: str) -> s
     have = mats[0].metadata.get("sessions_with_bars") if mats else None
     if have is None or have.value >= args.days:
         return f"on {asked} sessions up to {train_end_key}"
-    bars = _partition_store().read_between(
-        "hourly_bars", first_key, train_end_key
-    )
+    bars = _partition_store().read_between("hourly_bars", first_key, train_end_key)
     n_train = bars["timestamp"].dt.normalize().nunique() if len(bars) else 0
     return (
         f"up to {train_end_key}: the data has bars on only {n_train} sessions of the {asked} requested "

@@ -84,6 +84,15 @@ class _Root:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put_many(self, items: dict, suffix: str) -> None:
+        """`put` of several objects; on an object store the PUTs go out concurrently (each one still ONE
+        request writing one whole object)."""
+        if self.local or len(items) < 2:
+            for target, data in items.items():
+                self.put(target, data, suffix)
+            return
+        self.fs.pipe(items)
+
     def get(self, target: Path | str) -> bytes:
         """The object's bytes; FileNotFoundError when absent."""
         return Path(target).read_bytes() if self.local else self.fs.cat_file(target)
@@ -154,9 +163,7 @@ class PartitionStore:
     def write(self, asset: str, key: str, df: pd.DataFrame) -> Path | str:
         """Write `df` as the whole slice of (asset, key), atomically; returns the file path."""
         target = self.path(asset, key)
-        buffer = io.BytesIO()
-        df.reset_index(drop=True).to_parquet(buffer, index=False)
-        self._root.put(target, buffer.getvalue(), SUFFIX)
+        self._root.put(target, _parquet_bytes(df), SUFFIX)
         return target
 
     def write_many(
@@ -171,18 +178,23 @@ class PartitionStore:
         if key_column not in df.columns:
             raise KeyError(f"key column {key_column!r} not in {list(df.columns)}")
         keys = keys_of(df[key_column])
-        written = []
+        slices: dict[str, pd.DataFrame] = {}
         for key, group in df.groupby(keys, sort=True):
             group = group.reset_index(drop=True)
             group.attrs = dict(df.attrs)  # e.g. the feature table's FeatureConfig, kept in each slice
-            self.write(asset, str(key), group)
-            written.append(str(key))
+            slices[str(key)] = group
         empty = df.iloc[0:0].copy()
         empty.attrs = dict(df.attrs)
-        for key in sorted(set(all_keys or ()) - set(written)):
-            self.write(asset, key, empty)
-            written.append(key)
-        return sorted(written)
+        for key in sorted(set(all_keys or ()) - set(slices)):
+            slices[key] = empty
+        if self._root.local:
+            for key, frame in slices.items():
+                self.write(asset, key, frame)
+        else:  # object store: serialize all, then PUT them concurrently (each slice one whole object)
+            self._root.put_many(
+                {self.path(asset, key): _parquet_bytes(frame) for key, frame in slices.items()}, SUFFIX
+            )
+        return sorted(slices)
 
     def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
         """Concatenate the slices of `keys` (sorted by symbol, timestamp when the slices have them);
@@ -259,6 +271,12 @@ class ObjectStore:
 
     def exists(self, name: str) -> bool:
         return self._root.exists(self.path(name))
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    df.reset_index(drop=True).to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def keys_of(values: pd.Series) -> pd.Series:
