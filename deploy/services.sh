@@ -11,6 +11,7 @@
 #   deploy/services.sh status         which are up
 #   eval "$(deploy/services.sh env)"  the production-mode environment for market-master / the API / tests
 #   deploy/services.sh start-dagster  also a gRPC code server, the daemon and the webserver (optional)
+#   deploy/services.sh start-mlflow   (re)start the MLflow server alone
 #
 # Settings (env): MM_SERVICES_DIR (default /tmp/market-master-services), MM_PG_PORT (55432),
 # MM_S3_PORT (55433), MM_MLFLOW_PORT (55434), MM_BUCKET (market-master).
@@ -62,9 +63,9 @@ wait_http() {  # url seconds
   return 1
 }
 
-start_bg() {  # name command...: background, pid file, log file
+start_bg() {  # name command...: background in its own process group (pid = group id), pid + log file
   local name="$1"; shift
-  nohup "$@" >"$DIR/$name.log" 2>&1 &
+  setsid nohup "$@" >>"$DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
 }
 
@@ -141,10 +142,11 @@ stop_pid() {
   local name="$1" pid
   [ -f "$DIR/$name.pid" ] || return 0
   pid="$(cat "$DIR/$name.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
+  if kill -0 "$pid" 2>/dev/null || kill -0 -- "-$pid" 2>/dev/null; then
+    # its process group (started by setsid: `mlflow server` runs uvicorn as a child), else the pid
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
     echo "stopped $name (pid $pid)"
   fi
   rm -f "$DIR/$name.pid"
@@ -178,5 +180,6 @@ case "${1:-}" in
   status) status ;;
   env) env_lines ;;
   start-dagster) start_dagster ;;
-  *) echo "usage: $0 start|stop|status|env|start-dagster" >&2; exit 2 ;;
+  start-mlflow) start_mlflow ;;  # (re)start the MLflow server alone (the fault test restarts it)
+  *) echo "usage: $0 start|stop|status|env|start-dagster|start-mlflow" >&2; exit 2 ;;
 esac
