@@ -121,8 +121,8 @@ class LocalRunner:
             )
         if result.success or (allow_failed_gates and _only_gates_failed(result)):
             return result
-        failures = [e.message for e in result.all_events if e.is_failure]
-        raise RunFailed(f"{job_name} failed (run {result.run_id}):\n  " + "\n  ".join(failures[-3:]))
+        failures = [e.message for e in result.all_events if e.is_failure] + _step_errors(result)
+        raise RunFailed(f"{job_name} failed (run {result.run_id}):\n  " + "\n  ".join(failures[-4:]))
 
     def tick_promotion_sensor(self) -> dg.SensorResult:
         """One evaluation of the promotion sensor against the instance (it looks at the latest champion)."""
@@ -168,6 +168,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The errors that failed steps, first line each, past Dagster's wrappers (e.g. an MLflow server gone
+    away names its URL there, not in the step-failure message)."""
+    errors = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_step_failure else None
+        while error is not None and error.cls_name.startswith("Dagster") and error.cause is not None:
+            error = error.cause
+        if error is not None and not error.cls_name.startswith("Dagster"):
+            first = (error.message.strip().splitlines() or [""])[0][:300]
+            errors.append(f"{event.step_key}: {first}")
+    return errors
 
 
 def _only_gates_failed(result: dg.ExecuteInProcessResult) -> bool:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from market_master import settings
 from market_master.lib.aliases import PRODUCTION_ALIAS
-from market_master.lib.mlflow_adapter import MlflowAdapter
+from market_master.lib.mlflow_adapter import MlflowAdapter, RegistryError
 from market_master_tests.production.conftest import SERVICES_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,11 +33,18 @@ def _versions(client: MlflowClient) -> list:
     return client.search_model_versions(f"name='{settings.MODEL_NAME}'")
 
 
+def _production(adapter: MlflowAdapter) -> str | None:
+    try:
+        return adapter.alias_version(PRODUCTION_ALIAS)
+    except RegistryError:  # no registered model yet (this test alone on fresh services)
+        return None
+
+
 def test_killed_mlflow_server_fails_the_run_then_a_rerun_completes(prod_scratch):
     client = MlflowClient(settings.default_tracking_uri())
     adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
     before = {v.version for v in _versions(client)}
-    production_before = adapter.alias_version(PRODUCTION_ALIAS)
+    production_before = _production(adapter)
     # fail within seconds instead of MLflow's default 7 retries with backoff
     env = {
         **os.environ,
@@ -53,15 +60,16 @@ def test_killed_mlflow_server_fails_the_run_then_a_rerun_completes(prod_scratch)
             break
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 2, (out, err)
-    assert err.startswith("error:") and "Traceback" not in err, err
-    assert "retrain_job failed" in err or settings.default_tracking_uri() in err, err
+    last = err.strip().splitlines()[-1]  # the CLI's one line (Dagster's own ERROR log precedes it)
+    assert last.startswith("error: retrain_job failed"), err
+    assert settings.default_tracking_uri().removeprefix("http://") in last, last  # names the server
 
     started = time.perf_counter()
     subprocess.run([str(REPO / "deploy" / "services.sh"), "start-mlflow"], check=True, timeout=300)
     print(f"MLflow server restarted in {time.perf_counter() - started:.0f} s")
     # nothing half-registered: no version appeared while the server was down, none is left pending
     assert {v.version for v in _versions(client)} == before
-    assert adapter.alias_version(PRODUCTION_ALIAS) == production_before
+    assert _production(adapter) == production_before
 
     rerun = subprocess.run(run, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     # exit 0; or 2 when the small window's gates fail and there is no Production to keep serving
