@@ -41,7 +41,7 @@ EOF
 
 pg_bin() {
   local d
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
   if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
     echo "PostgreSQL server binaries not found: apt-get install -y postgresql" >&2
     exit 1
