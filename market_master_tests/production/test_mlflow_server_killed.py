@@ -17,11 +17,13 @@ from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.mlflow_adapter import MlflowAdapter, RegistryError
 from market_master_tests.production.conftest import SERVICES_DIR
 
+# The e2e window: the monitoring step compares with the CURRENT Production model's training window, which
+# must be in this test's store (the registry is shared by the tests, each store prefix is fresh).
+from market_master_tests.production.test_end_to_end import ARGS
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "market_master.cli"]
 TRAINING_STARTS = "[2/6]"
-# small: the gates need not pass here, only training has to reach MLflow
-ARGS = ["run", "--days", "30", "--signal-days", "2", "--end", "2024-06-28", "--candidates", "LogReg"]
 
 
 def _kill_mlflow_server() -> None:
