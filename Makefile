@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test dagster mlflow-ui api lint
+.PHONY: setup run test dagster mlflow-ui api lint services services-stop run-prod test-prod
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -20,7 +20,7 @@ run: setup          ## whole pipeline on the embedded synthetic default, offline
 	$(BIN)/market-master run
 
 test: setup         ## the full test suite (what CI runs)
-	$(BIN)/python -m pytest market_master_tests --durations=15
+	$(BIN)/python -m pytest market_master_tests --durations=15 -rs
 
 dagster: setup      ## Dagster UI on http://127.0.0.1:3000
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/python -m market_master.cli dagster-home && \
@@ -36,3 +36,18 @@ api: setup          ## FastAPI on http://127.0.0.1:8000 (Swagger at /docs)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Production mode (deploy/README.md): Postgres + MLflow server + S3 (moto) on loopback, then run against them.
+PROD_ENV = eval "$$(deploy/services.sh env)" &&
+
+services: setup     ## start Postgres, moto S3 and the MLflow server (loopback); `make services-stop` stops them
+	deploy/services.sh start
+
+services-stop:
+	deploy/services.sh stop
+
+run-prod: setup     ## the whole pipeline in production mode against `make services` (small window)
+	$(PROD_ENV) $(BIN)/market-master run --days $${DAYS:-110} --signal-days 3 --candidates $${CANDIDATES:-LogReg,HGBT}
+
+test-prod: setup    ## the production-mode tests against `make services` (skipped by `make test` alone)
+	$(PROD_ENV) $(BIN)/python -m pytest market_master_tests/production -m production -rs --durations=5

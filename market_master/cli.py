@@ -152,13 +152,20 @@ def _promote_if_gates_pass(runner) -> str | None:
     return before
 
 
+def _partition_store():
+    """The partition store the pipeline writes (MARKET_MASTER_STORE, else the data root)."""
+    from market_master.lib.storage import PartitionStore, join
+
+    return PartitionStore(join(settings.store_root(), "partitions"))
+
+
 def _print_latest_signal(monitoring_result, last_bar: pd.Timestamp) -> None:
     """The last hour that HAS a signal (a WSS from at least one weighted symbol), its lag behind the last
     completed bar, and how many later hours had none (a missing WSS is NO_SIGNAL, never a HOLD)."""
     from market_master.lib import calendar
-    from market_master.lib.storage import AssetSlices, PartitionStore
+    from market_master.lib.storage import AssetSlices
 
-    signals = AssetSlices(PartitionStore(settings.data_root() / "partitions"), "index_signal")
+    signals = AssetSlices(_partition_store(), "index_signal")
     start, end = signals.last_sessions(3)
     recent = signals.read_between(start, end).sort_values("hour")
     with_signal = recent[recent["n_predicted"] > 0]
@@ -189,7 +196,7 @@ def _print_latest_signal(monitoring_result, last_bar: pd.Timestamp) -> None:
                     f"        PSI drift: {md['n_drifted'].value}/{md['n_columns'].value} features ({verdict})"
                 )
     print(
-        f"      tables: {settings.data_root() / 'partitions'} (component_predictions/, index_signal/ Parquet per "
+        f"      tables: {_partition_store().root} (component_predictions/, index_signal/ Parquet per "
         f"hour), {settings.data_root() / 'reports' / 'signal_backtest'}"
     )
 
@@ -253,15 +260,12 @@ def _sessions_with_bars(ingested) -> int | None:
 
 def _training_days_text(args, ingested, first_key: str, train_end_key: str) -> str:
     """'on N sessions up to KEY', counting the sessions the DATA has when it holds fewer than asked."""
-    from market_master.lib.storage import PartitionStore
 
     asked = args.days - args.signal_days
     have = _sessions_with_bars(ingested)
     if have is None or have >= args.days:
         return f"on {asked} sessions up to {train_end_key}"
-    bars = PartitionStore(settings.data_root() / "partitions").read_between(
-        "hourly_bars", first_key, train_end_key
-    )
+    bars = _partition_store().read_between("hourly_bars", first_key, train_end_key)
     n_train = bars["timestamp"].dt.normalize().nunique() if len(bars) else 0
     return (
         f"up to {train_end_key}: the data has bars on only {n_train} sessions of the {asked} requested "
@@ -593,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
+        settings.check_production()  # production mode: refuse local stand-ins for the services
         if args.command not in ROOT_WRITERS:
             return args.func(args)
         from market_master.local_run import data_root_lock
@@ -606,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # ValueError covers BatchInputError, WeightsError, BarValidationError and bad thresholds
         user_errors = (CliError, RunFailed, RegistryError, DataSourceError, ValueError, KeyError)
+        # settings.SettingsError is a ValueError
         file_errors = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
         if isinstance(exc, user_errors + file_errors):
             message = " | ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())

@@ -41,10 +41,11 @@ def configure_dagster_env() -> None:
 
 def dagster_home() -> Path:
     """DAGSTER_HOME (default data/dagster): persistent so `make dagster` shows what `make run` did."""
+    settings.check_production()  # production: DAGSTER_HOME must already hold deploy/dagster.yaml (Postgres)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_root() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
+    if not cfg.exists():  # embedded mode only (production refused above without one)
         # run monitoring: the daemon marks runs whose worker died (kill -9) as failed instead of STARTED
         cfg.write_text(
             "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n"
@@ -176,7 +177,16 @@ class DataRootBusy(RunFailed):
 def data_root_lock(root: Path) -> Iterator[None]:
     """One market-master command at a time per data root (two concurrent `run`s on a fresh root broke
     Dagster's sqlite instance creation). Non-blocking: the second command stops at once, naming the
-    holder. The OS releases the lock when its process dies, kill -9 included."""
+    holder. The OS releases the lock when its process dies, kill -9 included.
+
+    This is a LOCAL lock (flock on a local file): it guards the local data root and, in embedded mode,
+    the sqlite stores under it. It cannot guard an s3:// store and does not pretend to: in production
+    mode it is taken on the local scratch root only, and concurrent writers on other machines are made
+    safe by the services instead: the Dagster instance is Postgres (concurrent runs are its normal
+    case, no file to create), every slice or value is one whole-object PUT (a reader sees the old or the
+    new object; two writers of one key write the same rows, derived from the key, and the last wins),
+    and the registry alias moves are transactions of the MLflow server's Postgres store. Two runs that
+    must not overlap are kept apart by Dagster's run queue (deploy/dagster.yaml), not by this lock."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         handle = (root / LOCK_FILE).open("a+")
@@ -240,8 +250,8 @@ class LocalRunner:
             )
         if result.success or (allow_failed_gates and _only_gates_failed(result)):
             return result
-        failures = [e.message for e in result.all_events if e.is_failure]
-        raise RunFailed(f"{job_name} failed (run {result.run_id}):\n  " + "\n  ".join(failures[-3:]))
+        failures = [e.message for e in result.all_events if e.is_failure] + _step_errors(result)
+        raise RunFailed(f"{job_name} failed (run {result.run_id}):\n  " + "\n  ".join(failures[-4:]))
 
     def _materializations_expected(self, job: dg.JobDefinition, tags: dict[str, str]) -> int:
         """Per-key materializations a range run of `job` stores (keys x partitioned assets), 0 if none."""
@@ -300,6 +310,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The errors that failed steps, first line each, past Dagster's wrappers (e.g. an MLflow server gone
+    away names its URL there, not in the step-failure message)."""
+    errors = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_step_failure else None
+        while error is not None and error.cls_name.startswith("Dagster") and error.cause is not None:
+            error = error.cause
+        if error is not None and not error.cls_name.startswith("Dagster"):
+            first = (error.message.strip().splitlines() or [""])[0][:300]
+            errors.append(f"{event.step_key}: {first}")
+    return errors
 
 
 def _only_gates_failed(result: dg.ExecuteInProcessResult) -> bool:

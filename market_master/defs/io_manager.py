@@ -11,7 +11,7 @@
 - A partitioned input of a NON-partitioned asset (training, gates, monitoring) is an `AssetSlices` view:
   they read the window they need, not thousands of files.
 - Non-partitioned values (weights, training result, champion record) are pickled whole under
-  `<root>/objects/`, written aside and swapped in atomically.
+  `<store>/objects/`, written atomically (`lib.storage.ObjectStore`).
 
 DataFrame `attrs` travel with the slices (Parquet metadata): the feature table stores its FeatureConfig
 there, so training reads the warm-up the table was computed with instead of a second setting.
@@ -19,10 +19,6 @@ there, so training reads the warm-up the table was computed with instead of a se
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -44,9 +40,6 @@ class PartitionIOManager(dg.ConfigurableIOManager):
     """Parquet slice per hourly partition, pickles for whole values, all under the storage data root."""
 
     storage: StorageResource
-
-    def _object_path(self, key: dg.AssetKey) -> Path:
-        return self.storage.root_path() / "objects" / f"{_asset_name(key)}.pickle"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -77,28 +70,20 @@ class PartitionIOManager(dg.ConfigurableIOManager):
         return sorted(set(keys_of(frame[column])) - keys)
 
     def _write_object(self, context: dg.OutputContext, obj: Any) -> None:
-        target = self._object_path(context.asset_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".pickle")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self.storage.objects().write(_asset_name(context.asset_key), obj)  # atomic (lib.storage)
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.asset_key
         name = _asset_name(upstream)
         if not context.has_asset_partitions:
-            path = self._object_path(upstream)
-            if not path.exists():
+            objects = self.storage.objects()
+            try:
+                return objects.read(name)
+            except FileNotFoundError:
                 raise dg.Failure(
-                    f"{upstream.to_user_string()} has no stored value: materialize it first ({path})"
-                )
-            with path.open("rb") as fh:
-                return pickle.load(fh)
+                    f"{upstream.to_user_string()} has no stored value: materialize it first "
+                    f"({objects.path(name)})"
+                ) from None
         store = self.storage.partitions()
         if not context.has_partition_key and not _downstream_partitioned(context):
             return AssetSlices(store, name)

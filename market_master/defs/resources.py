@@ -11,7 +11,7 @@ from pydantic import Field
 from market_master import settings
 from market_master.lib.mlflow_adapter import MlflowAdapter, default_artifact_location
 from market_master.lib.sources import MarketDataSource, get_source
-from market_master.lib.storage import PartitionStore
+from market_master.lib.storage import ObjectStore, PartitionStore, join
 from market_master.lib.weights import DEFAULT_UNIVERSE
 
 
@@ -44,15 +44,33 @@ class MarketDataResource(dg.ConfigurableResource):
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Runtime files under the data root (MARKET_MASTER_HOME, default ./data of the repo)."""
+    """Runtime files under the data root (MARKET_MASTER_HOME, default ./data of the repo); the shared
+    store (partition slices + asset values) under `store` (MARKET_MASTER_STORE, e.g. s3://bucket/prefix
+    in production), which defaults to the data root itself."""
 
-    root: str | None = Field(default=None, description="data root; default settings.data_root()")
+    root: str | None = Field(default=None, description="local data root; default settings.data_root()")
+    store: str | None = Field(
+        default=None,
+        description="shared store root (local path or s3://bucket/prefix); default MARKET_MASTER_STORE, "
+        "else `root`",
+    )
 
     def root_path(self) -> Path:
         return Path(self.root).resolve() if self.root else settings.data_root()
 
+    def store_root(self) -> str:
+        if self.store:
+            return self.store
+        if self.root:  # an explicit local root (tests, benchmarks) keeps its store beside it
+            return str(self.root_path())
+        return settings.store_root()
+
     def partitions(self) -> PartitionStore:
-        return PartitionStore(self.root_path() / "partitions")
+        return PartitionStore(join(self.store_root(), "partitions"))
+
+    def objects(self) -> ObjectStore:
+        """Whole (non-partitioned) asset values, shared like the slices."""
+        return ObjectStore(join(self.store_root(), "objects"))
 
     def path(self, *parts: str) -> Path:
         p = self.root_path().joinpath(*parts)

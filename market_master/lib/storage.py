@@ -1,17 +1,31 @@
-"""Per-partition Parquet slices: one file per (asset, partition key), written atomically and idempotently.
+"""Per-partition Parquet slices: one file per (asset, partition key), written atomically and idempotently;
+and whole pickled values (`ObjectStore`) beside them.
 
 Layout: `<root>/<asset>/<quoted key>.parquet` (the key is URL-quoted so ':' never reaches a file name).
-A write goes to a temporary file in the same folder, then `os.replace` swaps it in: readers see either
-the old slice or the new one, never half a file; writing the same key again overwrites it whole.
+The root is a local directory (embedded mode) or an fsspec URL such as `s3://bucket/prefix` (production:
+every worker reads and writes the same slices; s3fs takes its endpoint from AWS_ENDPOINT_URL).
+
+Atomic, idempotent writes on both (`_Root.put`):
+- local: the bytes go to a temporary file in the same folder, then `os.replace` swaps it in: readers
+  see either the old slice or the new one, never half a file.
+- object store: there is no rename (an S3 "rename" is copy + delete, two requests), but one PUT of one
+  object is atomic: readers see the old object or the new one, never a partial one (a multipart upload
+  of a large object also appears only when it completes). So the final object is written whole, in one
+  request, from bytes serialized in memory first; an interrupted write leaves the previous object.
+Writing the same key again overwrites it whole (last writer wins; a slice is derived from its key, so
+two writers of the same key write the same rows).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -27,47 +41,132 @@ from market_master.lib.calendar import (
     last_sessions_window,
     to_timestamp,
 )
+from market_master.settings import is_url
 
 SUFFIX = ".parquet"
+TMP_PREFIX = ".tmp-"
+
+
+def join(root: str | os.PathLike, *parts: str) -> str | Path:
+    """`root/part/...` for a local path (a Path) or a URL (a str)."""
+    if is_url(root):
+        return "/".join([str(root).rstrip("/"), *parts])
+    return Path(root).joinpath(*parts)
+
+
+class _Root:
+    """Bytes under a local directory or an fsspec URL: atomic whole-object put, get, list, exists."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.url = str(root)
+        if is_url(root):
+            import fsspec  # only production roots need it (and s3fs for s3://)
+
+            # no listings cache: another worker may have written a slice since our last listing
+            self.fs, self.base = fsspec.url_to_fs(self.url, use_listings_cache=False)
+            self.local = False
+        else:
+            self.fs, self.base, self.local = None, Path(root), True
+
+    def path(self, *parts: str) -> Path | str:
+        return self.base.joinpath(*parts) if self.local else "/".join([self.base.rstrip("/"), *parts])
+
+    def put(self, target: Path | str, data: bytes, suffix: str) -> None:
+        """Write `data` as the whole object at `target`, atomically (see the module docstring)."""
+        if not self.local:
+            self.fs.pipe_file(target, data)  # ONE PUT of the final object: atomic on S3
+            return
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)  # write aside + rename: atomic on a local file system
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_many(self, items: dict, suffix: str) -> None:
+        """`put` of several objects; on an object store the PUTs go out concurrently (each one still ONE
+        request writing one whole object)."""
+        if self.local or len(items) < 2:
+            for target, data in items.items():
+                self.put(target, data, suffix)
+            return
+        self.fs.pipe(items)
+
+    def get(self, target: Path | str) -> bytes:
+        """The object's bytes; FileNotFoundError when absent."""
+        return Path(target).read_bytes() if self.local else self.fs.cat_file(target)
+
+    def get_many(self, targets: list) -> list[bytes | Exception]:
+        """Several objects (fetched concurrently from an object store), in order."""
+        if self.local or len(targets) < 2:
+            out: list[bytes | Exception] = []
+            for t in targets:
+                try:
+                    out.append(self.get(t))
+                except FileNotFoundError as exc:
+                    out.append(exc)
+            return out
+        fetched = self.fs.cat(list(targets), on_error="return")
+        return [fetched.get(t, FileNotFoundError(t)) for t in targets]
+
+    def exists(self, target: Path | str) -> bool:
+        return Path(target).exists() if self.local else self.fs.exists(target)
+
+    def names(self, folder: Path | str, suffix: str) -> list[str]:
+        """File names (no folder) ending in `suffix` directly under `folder`, temporaries excluded."""
+        if self.local:
+            folder = Path(folder)
+            names = [p.name for p in folder.glob("*" + suffix)] if folder.exists() else []
+        else:
+            try:
+                names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
+            except FileNotFoundError:
+                names = []
+        return [n for n in names if n.endswith(suffix) and not n.startswith(TMP_PREFIX)]
+
+    def num_rows(self, target: Path | str) -> int:
+        if self.local:
+            return pq.read_metadata(target).num_rows
+        with self.fs.open(target, "rb") as fh:
+            return pq.read_metadata(fh).num_rows
 
 
 class PartitionNotFoundError(KeyError):
     """No stored slice for (asset, key)."""
 
-    def __init__(self, asset: str, key: str, path: Path) -> None:
+    def __init__(self, asset: str, key: str, path: Path | str) -> None:
         self.asset, self.key, self.path = asset, key, path
         super().__init__(f"asset {asset!r} has no partition {key!r} (looked at {path})")
 
 
 class PartitionStore:
-    """Parquet slices under `root`, one folder per asset."""
+    """Parquet slices under `root` (a local directory or an `s3://bucket/prefix` URL), one folder per
+    asset."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self._root = _Root(root)
+        self.root = self._root.base if self._root.local else self._root.url
 
-    def _asset_dir(self, asset: str) -> Path:
+    def _asset_dir(self, asset: str) -> Path | str:
         if not asset or "/" in asset or "\\" in asset or asset in (".", ".."):
             raise ValueError(f"invalid asset name {asset!r}")
-        return self.root / asset
+        return self._root.path(asset)
 
-    def path(self, asset: str, key: str) -> Path:
-        """File holding the slice of `asset` at `key`."""
+    def path(self, asset: str, key: str) -> Path | str:
+        """File (a Path) or object (a bucket/key string) holding the slice of `asset` at `key`."""
         if not key:
             raise ValueError("empty partition key")
-        return self._asset_dir(asset) / (quote(key, safe="-_.") + SUFFIX)
+        self._asset_dir(asset)
+        return self._root.path(asset, quote(key, safe="-_.") + SUFFIX)
 
-    def write(self, asset: str, key: str, df: pd.DataFrame) -> Path:
+    def write(self, asset: str, key: str, df: pd.DataFrame) -> Path | str:
         """Write `df` as the whole slice of (asset, key), atomically; returns the file path."""
         target = self.path(asset, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SUFFIX)
-        os.close(fd)
-        try:
-            df.reset_index(drop=True).to_parquet(tmp, index=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._root.put(target, _parquet_bytes(df), SUFFIX)
         return target
 
     def write_many(
@@ -89,38 +188,29 @@ class PartitionStore:
         sorted_keys = keys[order]
         unique, starts = np.unique(sorted_keys, return_index=True)
         ends = [*starts[1:], len(sorted_keys)] if len(starts) else []
-        written = []
-        for key, start, end in zip(unique, starts, ends, strict=True):
-            self._write_table(asset, str(key), table.slice(start, end - start))
-            written.append(str(key))
-        for key in sorted(set(all_keys or ()) - set(written)):
-            self._write_table(asset, key, table.slice(0, 0))
-            written.append(key)
-        return sorted(written)
-
-    def _write_table(self, asset: str, key: str, table: pa.Table) -> Path:
-        """`write` for a slice already in Arrow form (same file, same atomic swap)."""
-        target = self.path(asset, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SUFFIX)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        slices = {
+            str(key): table.slice(start, end - start)
+            for key, start, end in zip(unique, starts, ends, strict=True)
+        }
+        for key in sorted(set(all_keys or ()) - set(slices)):
+            slices[key] = table.slice(0, 0)
+        # local: each slice written aside + renamed; object store: the PUTs go out concurrently (each one
+        # request writing one whole object)
+        self._root.put_many({self.path(asset, key): _table_bytes(t) for key, t in slices.items()}, SUFFIX)
+        return sorted(slices)
 
     def read(self, asset: str, keys: Iterable[str]) -> pd.DataFrame:
         """Concatenate the slices of `keys` (sorted by symbol, timestamp when the slices have them);
         raises PartitionNotFoundError for a missing one."""
+        keys = list(keys)
+        paths = [self.path(asset, key) for key in keys]
         frames = []
-        for key in keys:
-            path = self.path(asset, key)
-            if not path.exists():
+        for key, path, data in zip(keys, paths, self._root.get_many(paths), strict=True):
+            if isinstance(data, FileNotFoundError):
                 raise PartitionNotFoundError(asset, key, path)
-            frames.append(pd.read_parquet(path))
+            if isinstance(data, Exception):
+                raise data
+            frames.append(pd.read_parquet(io.BytesIO(data)))
         if not frames:
             return pd.DataFrame()
         frame = pd.concat(frames, ignore_index=True)
@@ -140,14 +230,8 @@ class PartitionStore:
 
     def keys(self, asset: str) -> list[str]:
         """Stored keys of `asset`, sorted (chronological for time keys)."""
-        folder = self._asset_dir(asset)
-        if not folder.exists():
-            return []
-        return sorted(
-            unquote(p.name[: -len(SUFFIX)])
-            for p in folder.glob("*" + SUFFIX)
-            if not p.name.startswith(".tmp-")
-        )
+        names = self._root.names(self._asset_dir(asset), SUFFIX)
+        return sorted(unquote(name[: -len(SUFFIX)]) for name in names)
 
     def latest_key(self, asset: str, nonempty: bool = False) -> str | None:
         """The last stored key, or None when the asset has none. With `nonempty`, the last key whose slice
@@ -157,12 +241,51 @@ class PartitionStore:
     def last_of(self, asset: str, keys: list[str], nonempty: bool = False) -> str | None:
         """The last of the (sorted, stored) `keys`; with `nonempty`, the last whose slice has rows."""
         for key in reversed(keys):
-            if not nonempty or pq.read_metadata(self.path(asset, key)).num_rows > 0:
+            if not nonempty or self._root.num_rows(self.path(asset, key)) > 0:
                 return key
         return None
 
     def exists(self, asset: str, key: str) -> bool:
-        return self.path(asset, key).exists()
+        return self._root.exists(self.path(asset, key))
+
+
+class ObjectStore:
+    """Whole values (not partitioned) pickled as `<root>/<name>.pickle`, written like the slices: aside +
+    rename on a local disk, one PUT on an object store."""
+
+    SUFFIX = ".pickle"
+
+    def __init__(self, root: Path | str) -> None:
+        self._root = _Root(root)
+
+    def path(self, name: str) -> Path | str:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"invalid object name {name!r}")
+        return self._root.path(name + self.SUFFIX)
+
+    def write(self, name: str, obj: Any) -> Path | str:
+        target = self.path(name)
+        self._root.put(target, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), self.SUFFIX)
+        return target
+
+    def read(self, name: str) -> Any:
+        """The stored value; FileNotFoundError when there is none."""
+        return pickle.loads(self._root.get(self.path(name)))
+
+    def exists(self, name: str) -> bool:
+        return self._root.exists(self.path(name))
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    df.reset_index(drop=True).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _table_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
 
 
 def _to_arrow(df: pd.DataFrame, attrs: dict) -> pa.Table:
