@@ -134,3 +134,21 @@ def expected_signal_bar(now: calendar.TimeLike) -> pd.Timestamp | None:
 def describe_retrain(at: pd.Timestamp) -> str:
     """'2026-12-07 17:30 EST (daily_retrain_schedule)'."""
     return f"{at:%Y-%m-%d %H:%M %Z} ({RETRAIN_SCHEDULE}, cron '{RETRAIN_CRON}' New York on XNYS sessions)"
+
+
+def signal_freshness(
+    hour: calendar.TimeLike, now: calendar.TimeLike, grace: pd.Timedelta = pd.Timedelta(0)
+) -> tuple[bool, float, pd.Timestamp | None]:
+    """(stale, age in minutes, expected hour) of a signal computed at bar `hour`.
+
+    Expected hour: the bar the hourly schedule's latest tick at or before `now - grace` processed (its
+    cron delay after the bar close is in HOURLY_SIGNAL_CRONS; `grace` allows for the run itself). The
+    signal is stale when it is older than that bar. Age: minutes since the signal's bar closed."""
+    hour_ts, now_ts = calendar.to_timestamp(hour), calendar.to_timestamp(now)
+    expected = expected_signal_bar(now_ts - grace)
+    try:
+        closed = calendar.bar_end(hour_ts)
+    except ValueError:  # not a bar start (should not happen for stored signals): a full hour
+        closed = hour_ts + pd.Timedelta(hours=1)
+    age = max(0.0, (now_ts - closed).total_seconds() / 60.0)
+    return bool(expected is not None and hour_ts < expected), round(age, 1), expected

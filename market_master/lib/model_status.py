@@ -39,7 +39,9 @@ EXPECTED_GATES_TAG = "gates.expected"
 MAX_TAG_CHARS = 5000  # the smallest tag-value column across MLflow's SQL backends (see registry.py)
 
 Scalar = float | int | str | bool | None
-State = Literal["production", "gates_failed", "gates_pending", "awaiting_promotion", "no_champion"]
+State = Literal[
+    "production", "gates_failed", "gates_pending", "awaiting_promotion", "no_champion", "unreadable"
+]
 
 
 @dataclass(frozen=True)
@@ -234,3 +236,14 @@ def model_status(adapter: MlflowAdapter, now: pd.Timestamp | dt.datetime | None 
         f"{version}); {retrain}"
     )
     return ModelStatus("awaiting_promotion", line, **common)
+
+
+def unreadable_status(model_name: str, error: str, now: pd.Timestamp | dt.datetime | None = None) -> ModelStatus:
+    """The status when the registry cannot be read (so nobody can say which gates failed)."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    next_retrain = cadence.next_retrain(now)
+    line = (
+        f"no Production model: cannot read the MLflow registry to say why ({error}); "
+        f"{_retrain_text(next_retrain)}"
+    )
+    return ModelStatus("unreadable", line, model_name, next_retrain=next_retrain)
