@@ -6,6 +6,7 @@ market-master batch --csv-dir D --holdings H.csv --out OUT
 market-master promote --version 3 --reason "..."
 market-master rollback --reason "..."
 market-master history
+market-master status                   # Production, or why not (failed gates + numbers, next retrain)
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ def cmd_run(args) -> int:
     _print_champion_and_gates(runner, trained)
     print("[3/6] promotion sensor tick ...")
     if _promote_if_gates_pass(runner) is None:
-        print("No Production model: no signal can be produced. See the failed gates above.")
+        print(_status_line())
         return 2
     print(
         f"[4/6] predictions + WSS signal with {settings.MODEL_NAME}@Production over {signal_first_key} .. {last_key} ..."
@@ -410,6 +411,47 @@ def cmd_history(args) -> int:
     return 0
 
 
+def _status_line() -> str:
+    """The one status line (`market-master status`, the same text as the API's explanation)."""
+    from market_master.lib.mlflow_adapter import MlflowAdapter
+    from market_master.lib.model_status import model_status
+
+    return model_status(MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)).line
+
+
+def _latest_signal_line() -> str:
+    from market_master.lib import cadence
+    from market_master.lib.storage import PartitionStore
+
+    store = PartitionStore(settings.data_root() / "partitions")
+    key = store.latest_key("index_signal", nonempty=True)
+    if key is None:
+        return f"signal: none stored under {store.root}"
+    row = store.read("index_signal", [key]).sort_values("hour").iloc[-1]
+    stale, age, expected = cadence.signal_freshness(row["hour"], pd.Timestamp.now(tz="UTC"))
+    fresh = f"STALE, expected the bar at {expected}" if stale else "fresh"
+    return (
+        f"signal: hour {row['hour']} decision {row['decision']} WSS {row['wss']:+.3f}: {fresh} "
+        f"({age:.0f} minutes after its bar closed)"
+    )
+
+
+def cmd_status(args) -> int:
+    """Two lines: what serves (or why nothing does: the latest champion's failed gates with their
+    numbers, the next retrain) and the latest stored signal's freshness. Exit 0 with a Production
+    model, 1 without."""
+    from market_master.lib.aliases import PRODUCTION_ALIAS
+    from market_master.lib.mlflow_adapter import MlflowAdapter
+
+    print(_status_line())
+    print(_latest_signal_line())
+    adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
+    try:
+        return 0 if adapter.alias_version(PRODUCTION_ALIAS) is not None else 1
+    except Exception:  # noqa: BLE001 - unknown model: the line above already said so
+        return 1
+
+
 def cmd_dagster_home(args) -> int:
     from market_master.local_run import dagster_home
 
@@ -476,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--reason", default="manual rollback")
     rb.set_defaults(func=cmd_rollback)
     sub.add_parser("history", help="recorded Production alias moves").set_defaults(func=cmd_history)
+    sub.add_parser(
+        "status", help="what serves, or why nothing does (failed gates, next retrain); signal freshness"
+    ).set_defaults(func=cmd_status)
     sub.add_parser("dagster-home", help="create and print DAGSTER_HOME").set_defaults(func=cmd_dagster_home)
     return p
 
