@@ -14,7 +14,13 @@ import pandas as pd
 from api.model_service import ModelService
 from api.redact import redact_text
 from api.schemas import GateVerdictPublic, ProductionStatusPublic
-from market_master.lib.model_status import ModelStatus, model_status, unreadable_status
+from market_master.lib.model_status import (
+    ModelStatus,
+    model_status,
+    no_champion_status,
+    registry_missing,
+    unreadable_status,
+)
 
 STATUS_TTL_S = 10.0
 
@@ -64,8 +70,10 @@ class ProductionStatusService:
         with self._lock:
             name = parse_model_uri(uri).name
             try:
-                adapter = self.model_service.registry_adapter(name)
-                status = model_status(adapter, now)
+                if registry_missing(self.model_service.settings.tracking_uri):
+                    status = no_champion_status(name, now)
+                else:
+                    status = model_status(self.model_service.registry_adapter(name), now)
             except Exception as exc:  # registry down / unreadable: say so (the line names the error)
                 status = unreadable_status(name, redact_text(str(exc)) or type(exc).__name__, now)
             public = to_public(status)

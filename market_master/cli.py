@@ -414,9 +414,12 @@ def cmd_history(args) -> int:
 def _status_line() -> str:
     """The one status line (`market-master status`, the same text as the API's explanation)."""
     from market_master.lib.mlflow_adapter import MlflowAdapter
-    from market_master.lib.model_status import model_status
+    from market_master.lib.model_status import model_status, no_champion_status, registry_missing
 
-    return model_status(MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)).line
+    uri = settings.default_tracking_uri()
+    if registry_missing(uri):  # do not create an empty store just to say it is empty
+        return no_champion_status(settings.MODEL_NAME).line
+    return model_status(MlflowAdapter(uri, model_name=settings.MODEL_NAME)).line
 
 
 def _latest_signal_line() -> str:
@@ -442,9 +445,12 @@ def cmd_status(args) -> int:
     model, 1 without."""
     from market_master.lib.aliases import PRODUCTION_ALIAS
     from market_master.lib.mlflow_adapter import MlflowAdapter
+    from market_master.lib.model_status import registry_missing
 
     print(_status_line())
     print(_latest_signal_line())
+    if registry_missing(settings.default_tracking_uri()):
+        return 1
     adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
     try:
         return 0 if adapter.alias_version(PRODUCTION_ALIAS) is not None else 1

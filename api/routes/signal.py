@@ -91,6 +91,7 @@ def freshness(hour: str, now: pd.Timestamp, grace_minutes: float) -> dict:
         "age_minutes": age,
         "expected_hour": expected.isoformat() if expected is not None else None,
         "warning": None,
+        "production_status": None,
     }
     if stale:
         extra["warning"] = (

@@ -25,6 +25,7 @@ RETRAIN_SCHEDULE = "daily_retrain_schedule"
 MONITORING_CRON = "0 18 * * 1-5"
 # A tick processes the bar that completed within this look-back (else: holiday / half-day afternoon).
 SIGNAL_TICK_LOOKBACK = pd.Timedelta(minutes=60)
+NO_GRACE = pd.Timedelta(0)
 _MAX_DAYS = 40  # far more than any XNYS closure (the longest since 2000: 4 sessions after 9/11)
 
 
@@ -74,7 +75,10 @@ def _day_ticks(crons: Sequence[str], day: dt.date, sessions_only: bool) -> list[
         times, days = _parse(cron)
         if _cron_weekday(day) in days:
             ticks.update(times)
-    return [pd.Timestamp(dt.datetime(day.year, day.month, day.day, h, m)).tz_localize(calendar.TZ) for h, m in sorted(ticks)]
+    return [
+        pd.Timestamp(dt.datetime(day.year, day.month, day.day, h, m)).tz_localize(calendar.TZ)
+        for h, m in sorted(ticks)
+    ]
 
 
 def cron_ticks_after(
@@ -137,7 +141,7 @@ def describe_retrain(at: pd.Timestamp) -> str:
 
 
 def signal_freshness(
-    hour: calendar.TimeLike, now: calendar.TimeLike, grace: pd.Timedelta = pd.Timedelta(0)
+    hour: calendar.TimeLike, now: calendar.TimeLike, grace: pd.Timedelta = NO_GRACE
 ) -> tuple[bool, float, pd.Timestamp | None]:
     """(stale, age in minutes, expected hour) of a signal computed at bar `hour`.
 

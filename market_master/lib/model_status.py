@@ -24,6 +24,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
@@ -179,13 +180,7 @@ def model_status(adapter: MlflowAdapter, now: pd.Timestamp | dt.datetime | None 
             raise
         production, latest = None, None
     if latest is None:
-        return ModelStatus(
-            "no_champion",
-            f"no Production model: no champion of {name} is registered yet: run the pipeline first "
-            "(market-master run)",
-            name,
-            next_retrain=next_retrain,
-        )
+        return no_champion_status(name, now)
     tags = dict(latest.tags or {})
     verdicts, expected = read_gate_verdicts(tags)
     ordered = [verdicts[g] for g in expected if g in verdicts]
@@ -238,7 +233,26 @@ def model_status(adapter: MlflowAdapter, now: pd.Timestamp | dt.datetime | None 
     return ModelStatus("awaiting_promotion", line, **common)
 
 
-def unreadable_status(model_name: str, error: str, now: pd.Timestamp | dt.datetime | None = None) -> ModelStatus:
+def no_champion_status(model_name: str, now: pd.Timestamp | dt.datetime | None = None) -> ModelStatus:
+    """Nothing registered yet (or no registry at all): the pipeline never trained a champion."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    line = (
+        f"no Production model: no champion of {model_name} is registered yet: run the pipeline first "
+        "(market-master run)"
+    )
+    return ModelStatus("no_champion", line, model_name, next_retrain=cadence.next_retrain(now))
+
+
+def registry_missing(tracking_uri: str) -> bool:
+    """True for a local sqlite store whose file does not exist yet (opening it would create it)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return False
+    return not Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]).exists()
+
+
+def unreadable_status(
+    model_name: str, error: str, now: pd.Timestamp | dt.datetime | None = None
+) -> ModelStatus:
     """The status when the registry cannot be read (so nobody can say which gates failed)."""
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     next_retrain = cadence.next_retrain(now)

@@ -69,16 +69,16 @@ def recording_verdict(fn):
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
         params.insert(0, inspect.Parameter("context", kind, annotation=dg.AssetCheckExecutionContext))
     if "mlflow" not in own:
-        params.append(
-            inspect.Parameter("mlflow", inspect.Parameter.KEYWORD_ONLY, annotation=MlflowResource)
-        )
+        params.append(inspect.Parameter("mlflow", inspect.Parameter.KEYWORD_ONLY, annotation=MlflowResource))
 
     @functools.wraps(fn)
     def wrapper(context, **kwargs):
         mlflow = kwargs["mlflow"] if "mlflow" in own else kwargs.pop("mlflow")
         result = fn(context, **kwargs) if "context" in own else fn(**kwargs)
         record: ChampionRecord = kwargs["champion_model"]
-        verdict = verdict_from_check(fn.__name__, result.passed, result.metadata, context.run_id)
+        verdict = verdict_from_check(
+            fn.__name__, result.passed, result.metadata, context.op_execution_context.run_id
+        )
         adapter = mlflow.adapter()
         if adapter.model_name != record.model_name:
             adapter = MlflowAdapter(adapter.tracking_uri, adapter.experiment_name, record.model_name)

@@ -106,9 +106,7 @@ def latest_version(client: MlflowClient, uri: str, model_name: str):
     RegistryError for an unknown model."""
     get_model(client, uri, model_name)
     escaped = model_name.replace("'", "\\'")
-    found = client.search_model_versions(
-        f"name='{escaped}'", max_results=1, order_by=["version_number DESC"]
-    )
+    found = client.search_model_versions(f"name='{escaped}'", max_results=1, order_by=["version_number DESC"])
     return found[0] if found else None
 
 
