@@ -99,6 +99,8 @@ def _market_resource(args):
         from market_master.lib.sources.csv_source import CsvSource
 
         symbols = [s for s in CsvSource(args.csv_dir).available_symbols() if s not in INDEX_PROXIES]
+    if symbols is None and getattr(args, "holdings", None):
+        symbols = holdings_universe(args.holdings)
     return MarketDataResource(
         source=args.source,
         seed=args.seed,
@@ -106,6 +108,21 @@ def _market_resource(args):
         csv_dir=str(Path(args.csv_dir).resolve()) if args.csv_dir else None,
         **({"symbols": symbols} if symbols else {}),
     )
+
+
+def holdings_universe(path: str) -> list[str]:
+    """Every symbol with a positive weight in any snapshot of a holdings file (a name that left the index
+    still needs its bars for the hours it was weighted), heaviest of the latest snapshot first; index
+    proxies (QQQ) excluded. The universe of `run --holdings` on the synthetic and yfinance sources."""
+    from market_master.lib.weights import load_holdings_csv
+
+    history = load_holdings_csv(path)
+    ordered: dict[str, float] = {}
+    for snapshot in reversed(history.snapshots):  # latest first
+        for symbol, weight in sorted(snapshot.weights.items(), key=lambda kv: -kv[1]):
+            if weight > 0 and symbol not in INDEX_PROXIES:
+                ordered.setdefault(symbol, weight)
+    return list(ordered)
 
 
 def _retrain_config(args, train_end_key: str) -> dict:
@@ -475,8 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the whole pipeline (default: offline synthetic source)")
     r.add_argument("--source", default="synthetic", choices=["synthetic", "csv", "yfinance"])
     r.add_argument("--csv-dir", help="directory of <SYMBOL>_1h.csv (source csv)")
-    r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
-    r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
+    r.add_argument(
+        "--holdings",
+        help="holdings CSV (default: embedded top-10 QQQ weights); without --symbols its names are the "
+        "universe (synthetic / yfinance), e.g. examples/nasdaq100_holdings_2025-04-28.csv",
+    )
+    r.add_argument(
+        "--symbols",
+        help="comma-separated universe (default: the --holdings names, else top-10 QQQ; csv: every CSV but QQQ)",
+    )
     r.add_argument("--days", type=int, default=250, help="trading days to ingest (default 250, about a year)")
     r.add_argument(
         "--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)"
