@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import lru_cache
 from typing import Annotated
 
 import pandas as pd
@@ -15,7 +16,7 @@ from api.deps import StoreDep
 from api.errors import ApiError
 from api.schemas import ErrorPublic, ProductionStatusPublic, SignalPublic
 from api.store_service import COMPONENT_PREDICTIONS, INDEX_SIGNAL, StoreService
-from market_master.lib import cadence
+from market_master.lib import cadence, calendar
 from market_master.lib.signal import wss_contributions
 from market_master.lib.weights import embedded_top10
 
@@ -77,28 +78,37 @@ def build_signal(store: StoreService, universe: str, key: str) -> SignalPublic:
     )
 
 
-def _stored_body(store: StoreService, universe: str, key: str) -> tuple[bytes, str]:
-    """(the signal's JSON without the per-request fields, its hour): what is cached per stored slice."""
+def _stored_body(store: StoreService, universe: str, key: str) -> tuple[bytes, str, int]:
+    """(the signal's JSON without the per-request fields, its hour, that hour in UTC ns): what is cached
+    per stored slice."""
     signal = build_signal(store, universe, key)
-    return signal.model_dump_json(exclude=FRESHNESS_FIELDS).encode(), signal.hour
+    body = signal.model_dump_json(exclude=FRESHNESS_FIELDS).encode()
+    return body, signal.hour, int(pd.Timestamp(signal.hour).value)
 
 
-def freshness(hour: str, now: pd.Timestamp, grace_minutes: float) -> dict:
+def freshness(hour: str, hour_ns: int, now: pd.Timestamp, grace_minutes: float) -> dict:
     """stale / age_minutes / expected_hour / warning of a signal at `hour` (see SignalPublic)."""
-    stale, age, expected = cadence.signal_freshness(hour, now, pd.Timedelta(minutes=grace_minutes))
+    grace_ns = int(grace_minutes * cadence.MINUTE_NS)
+    stale, age, expected_ns = cadence.signal_freshness_ns(hour_ns, now.value, grace_ns)
+    expected = _iso_ny(expected_ns) if expected_ns is not None else None
     extra: dict = {
         "stale": stale,
         "age_minutes": age,
-        "expected_hour": expected.isoformat() if expected is not None else None,
+        "expected_hour": expected,
         "warning": None,
         "production_status": None,
     }
     if stale:
         extra["warning"] = (
             f"STALE: the signal is for the bar at {hour}, {age:.0f} minutes after it closed; the hourly "
-            f"schedule should have produced the bar at {extra['expected_hour']} by now"
+            f"schedule should have produced the bar at {expected} by now"
         )
     return extra
+
+
+@lru_cache(maxsize=64)
+def _iso_ny(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").tz_convert(calendar.TZ).isoformat()
 
 
 def _with_fields(body: bytes, extra: dict) -> bytes:
@@ -171,8 +181,8 @@ async def signal_index(
     cached = store.cached(token)
     if cached is None:
         cached = await run_in_threadpool(store.memo, token, lambda: _stored_body(store, uni, key))
-    body, hour = cached
-    extra = freshness(hour, now, state.settings.signal_grace_minutes)
+    body, hour, hour_ns = cached
+    extra = freshness(hour, hour_ns, now, state.settings.signal_grace_minutes)
     if status is not None:
         extra["production_status"] = status.model_dump(mode="json")
         note = f"NO MODEL SERVED: {status.explanation}"

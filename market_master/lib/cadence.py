@@ -140,19 +140,42 @@ def describe_retrain(at: pd.Timestamp) -> str:
     return f"{at:%Y-%m-%d %H:%M %Z} ({RETRAIN_SCHEDULE}, cron '{RETRAIN_CRON}' New York on XNYS sessions)"
 
 
+MINUTE_NS = 60_000_000_000
+
+
+@lru_cache(maxsize=256)
+def _expected_at_minute(minute_ns: int) -> int | None:
+    bar = expected_signal_bar(pd.Timestamp(minute_ns, tz="UTC"))
+    return None if bar is None else int(bar.value)
+
+
+@lru_cache(maxsize=256)
+def _bar_close_ns(hour_ns: int) -> int:
+    hour = pd.Timestamp(hour_ns, tz="UTC")
+    try:
+        return int(calendar.bar_end(hour).value)
+    except ValueError:  # not a bar start (should not happen for stored signals): a full hour
+        return hour_ns + 60 * MINUTE_NS
+
+
+def signal_freshness_ns(hour_ns: int, now_ns: int, grace_ns: int = 0) -> tuple[bool, float, int | None]:
+    """`signal_freshness` on UTC epoch nanoseconds (the API's per-request path: integer arithmetic and
+    two cache lookups, the calendar work is cached per minute and per signal hour)."""
+    expected = _expected_at_minute((now_ns - grace_ns) // MINUTE_NS * MINUTE_NS)
+    age = round(max(0.0, (now_ns - _bar_close_ns(hour_ns)) / MINUTE_NS), 1)
+    return expected is not None and hour_ns < expected, age, expected
+
+
 def signal_freshness(
     hour: calendar.TimeLike, now: calendar.TimeLike, grace: pd.Timedelta = NO_GRACE
 ) -> tuple[bool, float, pd.Timestamp | None]:
     """(stale, age in minutes, expected hour) of a signal computed at bar `hour`.
 
     Expected hour: the bar the hourly schedule's latest tick at or before `now - grace` processed (its
-    cron delay after the bar close is in HOURLY_SIGNAL_CRONS; `grace` allows for the run itself). The
-    signal is stale when it is older than that bar. Age: minutes since the signal's bar closed."""
-    hour_ts, now_ts = calendar.to_timestamp(hour), calendar.to_timestamp(now)
-    expected = expected_signal_bar(now_ts - grace)
-    try:
-        closed = calendar.bar_end(hour_ts)
-    except ValueError:  # not a bar start (should not happen for stored signals): a full hour
-        closed = hour_ts + pd.Timedelta(hours=1)
-    age = max(0.0, (now_ts - closed).total_seconds() / 60.0)
-    return bool(expected is not None and hour_ts < expected), round(age, 1), expected
+    cron delay after the bar close is in HOURLY_SIGNAL_CRONS; `grace` allows for the run itself), judged
+    to the minute (ticks fall on whole minutes). The signal is stale when it is older than that bar.
+    Age: minutes since the signal's bar closed."""
+    stale, age, expected = signal_freshness_ns(
+        calendar.to_timestamp(hour).value, calendar.to_timestamp(now).value, grace.value
+    )
+    return stale, age, None if expected is None else pd.Timestamp(expected, tz="UTC").tz_convert(calendar.TZ)
