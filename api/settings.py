@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from market_master import settings as mm_settings
+from market_master.lib import cadence
 from market_master.lib.aliases import PRODUCTION_ALIAS
 
 DEFAULT_ALIAS = PRODUCTION_ALIAS
@@ -43,7 +44,7 @@ class Settings(BaseModel):
         "(a pretty-printed bar is ~250 bytes: 4x headroom).",
     )
     signal_grace_minutes: float = Field(
-        default=10.0,
+        default=cadence.SIGNAL_GRACE_MINUTES,
         ge=0,
         description="MM_API_SIGNAL_GRACE_MINUTES: time allowed for the hourly run itself after its "
         "schedule tick before GET /signal/index flags the signal stale.",

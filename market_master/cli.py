@@ -448,7 +448,8 @@ def _latest_signal_line() -> str:
     if key is None:
         return f"signal: none stored under {store.root}"
     row = store.read("index_signal", [key]).sort_values("hour").iloc[-1]
-    stale, age, expected = cadence.signal_freshness(row["hour"], pd.Timestamp.now(tz="UTC"))
+    grace = pd.Timedelta(minutes=cadence.SIGNAL_GRACE_MINUTES)
+    stale, age, expected = cadence.signal_freshness(row["hour"], pd.Timestamp.now(tz="UTC"), grace)
     fresh = f"STALE, expected the bar at {expected}" if stale else "fresh"
     return (
         f"signal: hour {row['hour']} decision {row['decision']} WSS {row['wss']:+.3f}: {fresh} "

@@ -26,6 +26,9 @@ MONITORING_CRON = "0 18 * * 1-5"
 # A tick processes the bar that completed within this look-back (else: holiday / half-day afternoon).
 SIGNAL_TICK_LOOKBACK = pd.Timedelta(minutes=60)
 NO_GRACE = pd.Timedelta(0)
+# time allowed for the hourly run itself after its tick before a signal counts as stale (API default,
+# MM_API_SIGNAL_GRACE_MINUTES; `market-master status` uses it too)
+SIGNAL_GRACE_MINUTES = 10.0
 _MAX_DAYS = 40  # far more than any XNYS closure (the longest since 2000: 4 sessions after 9/11)
 
 
