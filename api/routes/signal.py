@@ -83,7 +83,11 @@ def _stored_body(store: StoreService, universe: str, key: str) -> tuple[bytes, s
     per stored slice."""
     signal = build_signal(store, universe, key)
     body = signal.model_dump_json(exclude=FRESHNESS_FIELDS).encode()
-    return body, signal.hour, int(pd.Timestamp(signal.hour).value)
+    try:
+        hour_ns = int(calendar.to_timestamp(signal.hour).value)
+    except ValueError:  # a row without an hour is served under its partition key
+        hour_ns = int(calendar.key_to_timestamp(key).value)
+    return body, signal.hour, hour_ns
 
 
 def freshness(hour: str, hour_ns: int, now: pd.Timestamp, grace_minutes: float) -> dict:
