@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import ApiError
 from api.inference import PredictBatcher
 from api.model_service import ModelService, ModelUnavailableError, ServedModel
+from api.production_status import ProductionStatusService
 from api.settings import Settings
 from api.store_service import StoreService
 
@@ -33,10 +34,15 @@ async def get_batcher(request: Request) -> PredictBatcher:
     return request.app.state.batcher
 
 
+async def get_status_service(request: Request) -> ProductionStatusService:
+    return request.app.state.status_service
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 StoreDep = Annotated[StoreService, Depends(get_store_service)]
 BatcherDep = Annotated[PredictBatcher, Depends(get_batcher)]
+StatusDep = Annotated[ProductionStatusService, Depends(get_status_service)]
 
 
 async def get_served_model(service: ModelServiceDep) -> ServedModel:

@@ -21,6 +21,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.inference import PredictBatcher
 from api.model_service import ModelService
+from api.production_status import ProductionStatusService, utc_now
 from api.redact import redacting_logger
 from api.routes import admin, health, predict, signal
 from api.settings import Settings, get_settings
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher = PredictBatcher()
         service = ModelService(resolved)
         app.state.model_service = service
+        app.state.status_service = ProductionStatusService(service)
+        app.state.clock = utc_now  # tests replace it to judge staleness at a chosen time
         service.load_initial()
         calendar_bar_start_list()  # built once here, not by the first POST /predict
         gc.collect()

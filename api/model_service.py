@@ -196,6 +196,10 @@ class ModelService:
             self._note_registry(None, path)
             return adapter
 
+    def registry_adapter(self, model_name: str | None = None) -> MlflowAdapter:
+        """An adapter on the registry as it is now (reachability checked, recorded for /health)."""
+        return self._checked_adapter(model_name)
+
     def _note_registry(self, error: str | None, path: Path | None) -> None:
         if error is not None and self.registry_error is None:
             logger.warning("%s", redact_text(error))

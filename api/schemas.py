@@ -178,8 +178,41 @@ class ContributionPublic(BaseModel):
     confidence: float | None
 
 
+Scalar = float | int | str | bool | None
+
+
+class GateVerdictPublic(BaseModel):
+    """One gate's verdict on a model version, as its check recorded it (same reason and numbers)."""
+
+    name: str
+    passed: bool
+    reason: str = Field(description="The check's one-line reason, with its numbers.")
+    metrics: dict[str, Scalar] = Field(description="The check's scalar metadata.")
+
+
+class ProductionStatusPublic(BaseModel):
+    """Why no version holds the Production alias (read from the registry, no Dagster needed)."""
+
+    state: Literal[
+        "production", "gates_failed", "gates_pending", "awaiting_promotion", "no_champion", "unreadable"
+    ]
+    explanation: str = Field(
+        description="ONE line: the latest champion, the gates it failed with their numbers, the next retrain."
+    )
+    model_name: str
+    latest_champion_version: str | None = None
+    champion_name: str | None = None
+    registered_at: str | None = None
+    failed_gates: list[str] = Field(default_factory=list)
+    not_recorded_gates: list[str] = Field(default_factory=list)
+    gates: list[GateVerdictPublic] = Field(default_factory=list)
+    next_retrain_at: str | None = Field(
+        default=None, description="Next tick of daily_retrain_schedule on an XNYS session (New York)."
+    )
+
+
 class SignalPublic(BaseModel):
-    """Latest stored index signal with its per-symbol contributions."""
+    """Latest stored index signal with its per-symbol contributions, and how fresh it is."""
 
     universe: str
     hour: str
@@ -191,6 +224,19 @@ class SignalPublic(BaseModel):
     weights_as_of: str | None
     model_version: str | None
     components: list[ContributionPublic]
+    stale: bool = Field(
+        default=False,
+        description="True when a newer bar should have a signal by now (the hourly schedule's delay after "
+        "the bar close on the XNYS calendar, plus MM_API_SIGNAL_GRACE_MINUTES for the run).",
+    )
+    age_minutes: float | None = Field(default=None, description="Minutes since the signal's bar closed.")
+    expected_hour: str | None = Field(
+        default=None, description="The newest bar the hourly schedule should have produced a signal for."
+    )
+    warning: str | None = Field(default=None, description="STALE ... and/or why no model is served.")
+    production_status: ProductionStatusPublic | None = Field(
+        default=None, description="Set when the API serves no model: why (see GET /health)."
+    )
 
 
 class HealthPublic(BaseModel):
@@ -211,6 +257,11 @@ class HealthPublic(BaseModel):
     )
     last_reload_error: str | None = None
     reload_poll_seconds: float
+    production_status: ProductionStatusPublic | None = Field(
+        default=None,
+        description="Set when no model is served (status no_model): the latest champion, its failed gates "
+        "with their numbers and the next retrain, in one line (`explanation`) and as fields.",
+    )
 
 
 class ReloadPublic(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from market_master import settings as mm_settings
+from market_master.lib import cadence
 from market_master.lib.aliases import PRODUCTION_ALIAS
 
 DEFAULT_ALIAS = PRODUCTION_ALIAS
@@ -41,6 +42,12 @@ class Settings(BaseModel):
         description="MM_API_MAX_BODY_BYTES: cap on a request body in bytes, enforced before the body is "
         f"parsed (413). Default: max_bars x {BODY_BYTES_PER_BAR} + {BODY_HEADROOM_BYTES} "
         "(a pretty-printed bar is ~250 bytes: 4x headroom).",
+    )
+    signal_grace_minutes: float = Field(
+        default=cadence.SIGNAL_GRACE_MINUTES,
+        ge=0,
+        description="MM_API_SIGNAL_GRACE_MINUTES: time allowed for the hourly run itself after its "
+        "schedule tick before GET /signal/index flags the signal stale.",
     )
     history_bars: int = Field(
         default=64,
@@ -84,6 +91,7 @@ def get_settings() -> Settings:
         "MM_API_MAX_BARS": "max_bars",
         "MM_API_MAX_BODY_BYTES": "max_body_bytes",
         "MM_API_HISTORY_BARS": "history_bars",
+        "MM_API_SIGNAL_GRACE_MINUTES": "signal_grace_minutes",
     }
     for env_name, field in env_map.items():
         value = _env(env_name)

@@ -6,6 +6,7 @@ market-master batch --csv-dir D --holdings H.csv --out OUT
 market-master promote --version 3 --reason "..."
 market-master rollback --reason "..."
 market-master history
+market-master status                   # Production, or why not (failed gates + numbers, next retrain)
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def _market_resource(args):
         from market_master.lib.sources.csv_source import CsvSource
 
         symbols = [s for s in CsvSource(args.csv_dir).available_symbols() if s not in INDEX_PROXIES]
+    if symbols is None and getattr(args, "holdings", None):
+        symbols = holdings_universe(args.holdings)
     return MarketDataResource(
         source=args.source,
         seed=args.seed,
@@ -106,6 +109,21 @@ def _market_resource(args):
         csv_dir=str(Path(args.csv_dir).resolve()) if args.csv_dir else None,
         **({"symbols": symbols} if symbols else {}),
     )
+
+
+def holdings_universe(path: str) -> list[str]:
+    """Every symbol with a positive weight in any snapshot of a holdings file (a name that left the index
+    still needs its bars for the hours it was weighted), heaviest of the latest snapshot first; index
+    proxies (QQQ) excluded. The universe of `run --holdings` on the synthetic and yfinance sources."""
+    from market_master.lib.weights import load_holdings_csv
+
+    history = load_holdings_csv(path)
+    ordered: dict[str, float] = {}
+    for snapshot in reversed(history.snapshots):  # latest first
+        for symbol, weight in sorted(snapshot.weights.items(), key=lambda kv: -kv[1]):
+            if weight > 0 and symbol not in INDEX_PROXIES:
+                ordered.setdefault(symbol, weight)
+    return list(ordered)
 
 
 def _retrain_config(args, train_end_key: str) -> dict:
@@ -363,7 +381,7 @@ def _run_pipeline(args, timer) -> int:
     with timer.stage("3 promotion sensor"):
         production = _promote_if_gates_pass(runner)
     if production is None:
-        print("No Production model: no signal can be produced. See the failed gates above.")
+        print(_status_line())
         return 2
     print(
         f"[4/6] predictions + WSS signal with {settings.MODEL_NAME}@Production over {signal_first_key} .. {last_key} ..."
@@ -476,6 +494,54 @@ def cmd_history(args) -> int:
     return 0
 
 
+def _status_line() -> str:
+    """The one status line (`market-master status`, the same text as the API's explanation)."""
+    from market_master.lib.mlflow_adapter import MlflowAdapter
+    from market_master.lib.model_status import model_status, no_champion_status, registry_missing
+
+    uri = settings.default_tracking_uri()
+    if registry_missing(uri):  # do not create an empty store just to say it is empty
+        return no_champion_status(settings.MODEL_NAME).line
+    return model_status(MlflowAdapter(uri, model_name=settings.MODEL_NAME)).line
+
+
+def _latest_signal_line() -> str:
+    from market_master.lib import cadence
+    from market_master.lib.storage import PartitionStore
+
+    store = PartitionStore(settings.data_root() / "partitions")
+    key = store.latest_key("index_signal", nonempty=True)
+    if key is None:
+        return f"signal: none stored under {store.root}"
+    row = store.read("index_signal", [key]).sort_values("hour").iloc[-1]
+    grace = pd.Timedelta(minutes=cadence.SIGNAL_GRACE_MINUTES)
+    stale, age, expected = cadence.signal_freshness(row["hour"], pd.Timestamp.now(tz="UTC"), grace)
+    fresh = f"STALE, expected the bar at {expected}" if stale else "fresh"
+    return (
+        f"signal: hour {row['hour']} decision {row['decision']} WSS {row['wss']:+.3f}: {fresh} "
+        f"({age:.0f} minutes after its bar closed)"
+    )
+
+
+def cmd_status(args) -> int:
+    """Two lines: what serves (or why nothing does: the latest champion's failed gates with their
+    numbers, the next retrain) and the latest stored signal's freshness. Exit 0 with a Production
+    model, 1 without."""
+    from market_master.lib.aliases import PRODUCTION_ALIAS
+    from market_master.lib.mlflow_adapter import MlflowAdapter
+    from market_master.lib.model_status import registry_missing
+
+    print(_status_line())
+    print(_latest_signal_line())
+    if registry_missing(settings.default_tracking_uri()):
+        return 1
+    adapter = MlflowAdapter(settings.default_tracking_uri(), model_name=settings.MODEL_NAME)
+    try:
+        return 0 if adapter.alias_version(PRODUCTION_ALIAS) is not None else 1
+    except Exception:  # noqa: BLE001 - unknown model: the line above already said so
+        return 1
+
+
 def cmd_dagster_home(args) -> int:
     from market_master.local_run import dagster_home
 
@@ -494,8 +560,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the whole pipeline (default: offline synthetic source)")
     r.add_argument("--source", default="synthetic", choices=["synthetic", "csv", "yfinance"])
     r.add_argument("--csv-dir", help="directory of <SYMBOL>_1h.csv (source csv)")
-    r.add_argument("--holdings", help="holdings CSV (default: embedded top-10 QQQ weights)")
-    r.add_argument("--symbols", help="comma-separated universe (default: top-10 QQQ; csv: every CSV but QQQ)")
+    r.add_argument(
+        "--holdings",
+        help="holdings CSV (default: embedded top-10 QQQ weights); without --symbols its names are the "
+        "universe (synthetic / yfinance), e.g. examples/nasdaq100_holdings_2025-04-28.csv",
+    )
+    r.add_argument(
+        "--symbols",
+        help="comma-separated universe (default: the --holdings names, else top-10 QQQ; csv: every CSV but QQQ)",
+    )
     r.add_argument("--days", type=int, default=250, help="trading days to ingest (default 250, about a year)")
     r.add_argument(
         "--signal-days", type=int, default=10, help="latest days predicted out of sample (default 10)"
@@ -557,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--reason", default="manual rollback")
     rb.set_defaults(func=cmd_rollback)
     sub.add_parser("history", help="recorded Production alias moves").set_defaults(func=cmd_history)
+    sub.add_parser(
+        "status", help="what serves, or why nothing does (failed gates, next retrain); signal freshness"
+    ).set_defaults(func=cmd_status)
     sub.add_parser("dagster-home", help="create and print DAGSTER_HOME").set_defaults(func=cmd_dagster_home)
     return p
 

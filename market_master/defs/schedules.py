@@ -5,12 +5,12 @@ import dagster as dg
 import pandas as pd
 
 from market_master.defs.jobs import hourly_signal_job, monitoring_job, retrain_job
-from market_master.lib import calendar
+from market_master.lib import cadence, calendar
 
 
 @dg.schedule(
     job=hourly_signal_job,
-    cron_schedule=["35 10-15 * * 1-5", "5 16 * * 1-5"],
+    cron_schedule=list(cadence.HOURLY_SIGNAL_CRONS),
     execution_timezone=calendar.TZ,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
@@ -18,17 +18,17 @@ def hourly_signal_schedule(context: dg.ScheduleEvaluationContext):
     """Five minutes after each bar closes (bars close at 10:30 ... 15:30 and 16:00), run the hourly partition of the bar that just completed.
     Holidays and half-day afternoons (no bar completed since the last tick) are skipped by the calendar."""
     now = pd.Timestamp(context.scheduled_execution_time).tz_convert(calendar.TZ)
-    bar = calendar.last_completed_bar(now)
-    if calendar.bar_end(bar) < now - pd.Timedelta(minutes=60):
+    bar = cadence.signal_tick_bar(now)  # the same rule the API's staleness flag uses
+    if bar is None:
         return dg.SkipReason(f"no bar completed in the last hour before {now} (holiday, weekend or half-day)")
     key = calendar.partition_key(bar)
     return dg.RunRequest(run_key=f"hourly-{key}", partition_key=key)
 
 
 retrain_schedule = dg.ScheduleDefinition(
-    name="daily_retrain_schedule",
+    name=cadence.RETRAIN_SCHEDULE,
     job=retrain_job,
-    cron_schedule="30 17 * * 1-5",
+    cron_schedule=cadence.RETRAIN_CRON,
     execution_timezone=calendar.TZ,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Retrain after the close on its own cadence (not every hour); the sensor promotes if gates pass.",
@@ -36,7 +36,7 @@ retrain_schedule = dg.ScheduleDefinition(
 monitoring_schedule = dg.ScheduleDefinition(
     name="daily_monitoring_schedule",
     job=monitoring_job,
-    cron_schedule="0 18 * * 1-5",
+    cron_schedule=cadence.MONITORING_CRON,
     execution_timezone=calendar.TZ,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )

@@ -7,6 +7,9 @@ diagnostic in its metadata. The sensor in defs/promotion promotes a champion onl
 GATE_NAMES passed in the run that materialized it.
 """
 
+import functools
+import inspect
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -22,6 +25,8 @@ from market_master.lib import gates, oos_evaluation
 from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
 from market_master.lib.features import FEATURE_COLUMNS
+from market_master.lib.mlflow_adapter import MlflowAdapter
+from market_master.lib.model_status import record_gate_verdict, verdict_from_check
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
 from market_master.lib.storage import AssetSlices
 
@@ -42,8 +47,53 @@ HISTORY = {"walk_forward_history": dg.AssetIn(key=walk_forward_asset.key)}
 
 
 def gate(description: str, reads: dict | None = None):
-    """A blocking check on champion_model (a promotion gate) with its extra declared inputs."""
-    return dg.asset_check(asset=champion_asset, blocking=True, additional_ins=reads, description=description)
+    """A blocking check on champion_model (a promotion gate) with its extra declared inputs (`reads`).
+    Every gate's verdict is also recorded on the judged model version in the registry
+    (`recording_verdict`)."""
+
+    def decorate(fn):
+        return dg.asset_check(
+            asset=champion_asset,
+            blocking=True,
+            additional_ins=reads,
+            description=description,
+        )(recording_verdict(fn))
+
+    return decorate
+
+
+def recording_verdict(fn):
+    """The ONE hook that makes a gate's verdict readable without Dagster: after `fn` (a gate taking
+    `champion_model: ChampionRecord`) returns its AssetCheckResult, the same passed flag, reason and
+    scalar metadata are written as the tag `gate.<name>` on the judged version, through the MLflow
+    adapter (lib/model_status.py explains the choice). The wrapper asks Dagster for `context` and the
+    `mlflow` resource when the gate itself does not; a failed registry write fails the check (no
+    verdict is silently lost)."""
+    sig = inspect.signature(fn)
+    own = set(sig.parameters)
+    params = list(sig.parameters.values())
+    if "context" not in own:
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params.insert(0, inspect.Parameter("context", kind, annotation=dg.AssetCheckExecutionContext))
+    if "mlflow" not in own:
+        params.append(inspect.Parameter("mlflow", inspect.Parameter.KEYWORD_ONLY, annotation=MlflowResource))
+
+    @functools.wraps(fn)
+    def wrapper(context, **kwargs):
+        mlflow = kwargs["mlflow"] if "mlflow" in own else kwargs.pop("mlflow")
+        result = fn(context, **kwargs) if "context" in own else fn(**kwargs)
+        record: ChampionRecord = kwargs["champion_model"]
+        verdict = verdict_from_check(
+            fn.__name__, result.passed, result.metadata, context.op_execution_context.run_id
+        )
+        adapter = mlflow.adapter()
+        if adapter.model_name != record.model_name:
+            adapter = MlflowAdapter(adapter.tracking_uri, adapter.experiment_name, record.model_name)
+        record_gate_verdict(adapter, record.version, verdict, GATE_NAMES)
+        return result
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    return wrapper
 
 
 class GateSettings(dg.ConfigurableResource):

@@ -120,6 +120,20 @@ class MlflowAdapter:
         with self._call(f"reading tags of {self.model_name} v{version}"):
             return dict(self.client.get_model_version(self.model_name, str(version)).tags)
 
+    def latest_version(self):
+        """The newest registered version (an MLflow `ModelVersion`: `.version`, `.tags`,
+        `.creation_timestamp` in ms), None when the model has no version; RegistryError for an unknown
+        model."""
+        with self._call(f"reading the latest version of {self.model_name!r}"):
+            return _registry.latest_version(self.client, self.tracking_uri, self.model_name)
+
+    def set_version_tags(self, version: str | int, tags: dict[str, str]) -> None:
+        """Set (overwrite) tags on one model version."""
+        with self._call(f"tagging {self.model_name} v{version}"):
+            _registry.get_version(self.client, self.tracking_uri, self.model_name, str(version))
+            for key, value in tags.items():
+                self.client.set_model_version_tag(self.model_name, str(version), key, value)
+
     def require_alias_version(self, alias: str) -> str:
         """Like alias_version, but RegistryError when the alias is not set."""
         with self._call(f"reading alias {alias!r} of {self.model_name!r}"):

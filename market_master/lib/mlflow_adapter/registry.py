@@ -101,6 +101,15 @@ def get_version(client: MlflowClient, uri: str, model_name: str, version: str):
         raise
 
 
+def latest_version(client: MlflowClient, uri: str, model_name: str):
+    """The newest (highest-numbered) ModelVersion of `model_name`, None when it has no version;
+    RegistryError for an unknown model."""
+    get_model(client, uri, model_name)
+    escaped = model_name.replace("'", "\\'")
+    found = client.search_model_versions(f"name='{escaped}'", max_results=1, order_by=["version_number DESC"])
+    return found[0] if found else None
+
+
 def _alias_of(registered_model, alias: str) -> str | None:
     version = registered_model.aliases.get(alias)
     return None if version is None else str(version)
