@@ -96,9 +96,7 @@ def missing_proxy_hours(bars: pd.DataFrame, proxy: pd.DataFrame | None) -> pd.Da
     return hours[~np.isin(hours.asi8, have)].sort_values()
 
 
-def require_proxy(
-    bars: pd.DataFrame, proxy: pd.DataFrame | None, symbol: str, context: str = ""
-) -> None:
+def require_proxy(bars: pd.DataFrame, proxy: pd.DataFrame | None, symbol: str, context: str = "") -> None:
     """Raise MissingProxyError naming `symbol` and the hours when the proxy lacks a bar at an hour where
     any constituent of `bars` has one. Never a silent fallback (no forward fill, no constituent average)."""
     missing = missing_proxy_hours(bars, proxy)

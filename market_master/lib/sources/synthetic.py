@@ -285,9 +285,7 @@ class SyntheticSource:
         gap = c["gap"] @ w[:, None] + w_rest * np.where(first[:, None], g + u_rest, 0.0)
         gap[0] = 0.0
         beta_p = float(c["beta"] @ w) + w_rest
-        vol = np.sqrt(
-            (c["vol"] ** 2) @ (w**2)[:, None] + (w_rest * rest_vol) ** 2 + (beta_p * m_sigma) ** 2
-        )
+        vol = np.sqrt((c["vol"] ** 2) @ (w**2)[:, None] + (w_rest * rest_vol) ** 2 + (beta_p * m_sigma) ** 2)
         z = r / vol
         wk = np.random.default_rng([self.seed, h, _STREAM_WICK]).standard_exponential((n_all, 2))
         vnoise = np.random.default_rng([self.seed, h, _STREAM_VOLUME]).standard_normal((n_all, 1))
