@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from market_master.lib import calendar
+from market_master.lib.proxy import DEFAULT_PROXY
 
 # Longest trailing window any feature reads, in bars (RSI/ATR over 14 returns need 15 bars).
 MAX_LOOKBACK = 15
@@ -96,16 +97,19 @@ _PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
 @dataclass(frozen=True)
 class FeatureConfig:
     """Feature settings stored inside every model. `warmup`: bars per symbol without a signal;
-    `index_context`: add INDEX_CONTEXT_COLUMNS (needs the proxy's bars)."""
+    `index_context`: add INDEX_CONTEXT_COLUMNS (needs the bars of the proxy `proxy_symbol`)."""
 
     warmup: int = WARMUP_DEFAULT
     index_context: bool = False
+    proxy_symbol: str = DEFAULT_PROXY
 
     def __post_init__(self) -> None:
         if not isinstance(self.index_context, bool | np.bool_):
             raise TypeError(
                 f"FeatureConfig.index_context must be a bool, got {type(self.index_context).__name__}"
             )
+        if not isinstance(self.proxy_symbol, str) or not self.proxy_symbol.strip():
+            raise TypeError(f"FeatureConfig.proxy_symbol must be a non-empty str, got {self.proxy_symbol!r}")
         if not isinstance(self.warmup, int | np.integer) or isinstance(self.warmup, bool):
             raise TypeError(f"FeatureConfig.warmup must be an int, got {type(self.warmup).__name__}")
         if not WARMUP_MIN <= self.warmup <= WARMUP_MAX:
@@ -120,12 +124,20 @@ class FeatureConfig:
         return FEATURE_COLUMNS + (INDEX_CONTEXT_COLUMNS if self.index_context else [])
 
     def to_dict(self) -> dict:
-        return {"warmup": int(self.warmup), "index_context": bool(self.index_context)}
+        return {
+            "warmup": int(self.warmup),
+            "index_context": bool(self.index_context),
+            "proxy_symbol": str(self.proxy_symbol),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
         """From `to_dict`; a config stored before index context existed has none (False)."""
-        return cls(warmup=int(data["warmup"]), index_context=bool(data.get("index_context", False)))
+        return cls(
+            warmup=int(data["warmup"]),
+            index_context=bool(data.get("index_context", False)),
+            proxy_symbol=str(data.get("proxy_symbol", DEFAULT_PROXY)),
+        )
 
 
 def _lag(x: np.ndarray, k: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 The product times the index (/NQ); its outcome is the PROXY's next-hour return (QQQ by default, NQ=F or
 any configured symbol). One home for the set of symbols that are proxies, not constituents:
 `DEFAULT_PROXY_SYMBOLS` plus the configured proxy symbol (`proxy_symbols(configured, extra)`); the Dagster
-resource `index_proxy` (defs/resources.py `IndexProxyResource`) and batch mode both call it.
+resource `market_data` (`proxy_symbol`, `extra_proxy_symbols`) and batch mode both call it.
 
 A proxy symbol in a universe, a holdings file or a CSV directory is never treated as a constituent:
 `split_constituents` drops it from the universe and says so; the callers report the message.
