@@ -201,6 +201,14 @@ async def predict(body: PredictRequest, ctx: PredictContextDep) -> Response:
     window, ts_missing = window_from_request(sym, bars, allow_missing_ts=len(bars) == 1)
     if not ts_missing:
         check_window(window)
+    if body.proxy_bars is not None and len(body.proxy_bars) > settings.max_bars:
+        raise ApiError(
+            422,
+            "too_many_bars",
+            f"proxy_bars: {len(body.proxy_bars)} bars exceed the cap of {settings.max_bars} (MM_API_MAX_BARS)",
+            field="proxy_bars",
+            reason=f"at most {settings.max_bars} bars",
+        )
     if uses_index_context(served.model):
         if len(window) < served.min_bars:  # stored history holds no proxy window to complete it with
             raise _insufficient_history(
