@@ -187,3 +187,12 @@ def test_component_reads_the_stored_proxy_or_names_its_missing_hours(api_env, pr
     expected = predict_hours(table, IndexContextModel(), hours=[hours[-1]], universe=[SYMBOL]).iloc[0]
     for cls in CLASSES:
         assert r.json()["probabilities"][cls] == pytest.approx(expected[f"p_{cls}"], abs=1e-9)
+
+
+def test_proxy_bars_count_is_capped_like_bars(api_env, proxy):
+    rows = window(api_env.bars, SYMBOL, 20)
+    with _client(api_env.settings(max_bars=20), IndexContextModel()) as c:
+        many = _proxy_rows(proxy, rows) + _proxy_rows(proxy, rows)[:1]
+        r = c.post("/predict", json={"symbol": SYMBOL, "bars": rows, "proxy_bars": many})
+        assert r.status_code == 422
+        assert r.json()["error"] == "too_many_bars" and r.json()["field"] == "proxy_bars"
