@@ -28,12 +28,14 @@ _VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 @dataclass(frozen=True)
 class BarWindow:
     """Bars of one symbol, oldest first: `ts_ns` UTC nanoseconds (strictly increasing), `values` (n, 5)
-    open, high, low, close, volume. `history_bars_used`: leading bars taken from stored history."""
+    open, high, low, close, volume. `history_bars_used`: leading bars taken from stored history.
+    `proxy_values`: the index proxy's (n, 5) values at the same timestamps (index-context models only)."""
 
     symbol: str
     ts_ns: np.ndarray
     values: np.ndarray
     history_bars_used: int = 0
+    proxy_values: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -43,7 +45,8 @@ class BarWindow:
         if len(self) <= n:
             return self
         extra = max(0, self.history_bars_used - (len(self) - n))
-        return BarWindow(self.symbol, self.ts_ns[-n:], self.values[-n:], extra)
+        proxy = None if self.proxy_values is None else self.proxy_values[-n:]
+        return BarWindow(self.symbol, self.ts_ns[-n:], self.values[-n:], extra, proxy)
 
     def frame(self) -> pd.DataFrame:
         """Canonical bars frame of the window."""
@@ -61,6 +64,7 @@ def predict_isolated(model: Any, info: ModelInfo, windows: list[BarWindow]) -> l
     Windows named by a NonFiniteFeaturesError are split off and the rest re-run in one call; any other
     failure of the shared call falls back to one call per window.
     """
+    proxies = [w.proxy_values for w in windows] if any(w.proxy_values is not None for w in windows) else None
     try:
         return list(
             predict_window_arrays(
@@ -69,6 +73,7 @@ def predict_isolated(model: Any, info: ModelInfo, windows: list[BarWindow]) -> l
                 [w.values for w in windows],
                 model,
                 info,
+                proxies=proxies,
             )
         )
     except Exception as exc:

@@ -95,6 +95,14 @@ class PredictRequest(BaseModel):
         min_length=1,
         description="Bars sorted by timestamp, oldest first; the LAST bar is predicted.",
     )
+    proxy_bars: list[BarRequest] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "The index proxy's bars (the model's FeatureConfig.proxy_symbol, e.g. QQQ) at the SAME timestamps "
+            "as `bars`; required when the served model's features use index context, ignored otherwise."
+        ),
+    )
     timestamp: str | None = Field(
         default=None, min_length=1, max_length=40, description="Bare-bar form only."
     )

@@ -44,7 +44,9 @@ def measure(n_symbols: int, candidates: tuple[str, ...]) -> None:
     )
     print(
         "      per fold: "
-        + ", ".join(f"{'S' if s else 'r'}{t:.1f}" for s, t in zip(folds["select"], folds["seconds"], strict=True))
+        + ", ".join(
+            f"{'S' if s else 'r'}{t:.1f}" for s, t in zip(folds["select"], folds["seconds"], strict=True)
+        )
     )
 
 

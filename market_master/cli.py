@@ -415,11 +415,17 @@ def cmd_batch(args) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    if args.index_context and not args.proxy:
+        raise CliError("--index-context needs the index proxy's CSV: pass --proxy SYMBOL (e.g. QQQ)")
+    from market_master.lib.features import FeatureConfig
+
+    feature_config = FeatureConfig(index_context=args.index_context, proxy_symbol=args.proxy or "QQQ")
     result = run_batch(
         args.csv_dir,
         args.holdings,
         args.out,
         model=args.model_uri,
+        feature_config=feature_config,
         walk_forward=walk_forward,
         candidates=tuple(args.candidates.split(",")) if args.candidates else None,
         cost_bps=args.cost_bps,
@@ -615,6 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scheme", default=WF_DEFAULTS.scheme, choices=["expanding", "rolling"])
     b.add_argument(
         "--proxy", default="QQQ", help="index proxy symbol among the CSVs ('' = weighted constituents)"
+    )
+    b.add_argument(
+        "--index-context",
+        action="store_true",
+        help="add the proxy's index-context features (its returns, each symbol's return relative to it)",
     )
     b.set_defaults(func=cmd_batch)
     pr = sub.add_parser("promote", help="move Production to a model version")

@@ -6,6 +6,7 @@ from market_master.defs.features.assets import feature_table
 from market_master.defs.inference.assets import component_predictions, index_signal
 from market_master.defs.inference.backtest import signal_backtest
 from market_master.defs.ingestion.assets import hourly_bars, index_weights
+from market_master.defs.ingestion.proxy import index_proxy_bars
 from market_master.defs.io_manager import PartitionIOManager
 from market_master.defs.jobs import ALL_JOBS
 from market_master.defs.monitoring.assets import classification_quality_report, feature_drift_report
@@ -20,6 +21,7 @@ from market_master.defs.training.walk_forward import walk_forward_history
 ASSETS = [
     index_weights,
     hourly_bars,
+    index_proxy_bars,
     feature_table,
     walk_forward_history,
     candidate_models,

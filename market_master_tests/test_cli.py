@@ -16,7 +16,7 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 
 def _csv_dir(path: Path, start="2024-03-04", end="2024-03-08", edit=None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    bars = SyntheticSource().fetch(SYMBOLS, start, end)
+    bars = SyntheticSource().fetch([*SYMBOLS, "QQQ"], start, end)  # QQQ: the index proxy's file
     for sym, g in bars.groupby("symbol"):
         g = g.rename(columns={"timestamp": "Datetime"}).drop(columns="symbol").reset_index(drop=True)
         if edit and sym == "NVDA":

@@ -13,6 +13,7 @@ from api.deps import BatcherDep, PredictContextDep, ServedModelDep, SettingsDep,
 from api.errors import ApiError
 from api.inference import BarWindow
 from api.model_service import ServedModel
+from api.proxy_window import proxy_symbol_of, uses_index_context, with_proxy, with_stored_proxy
 from api.schemas import (
     SYMBOL_CONSTRAINTS,
     ComponentPredictionPublic,
@@ -159,6 +160,8 @@ def predict_component(
         used = window.tail(served.min_bars)
         # as the pipeline: stored bars as they are (no gap check)
         check_window(used, field_prefix="stored", check_gaps=False)
+        if uses_index_context(served.model):
+            used = with_stored_proxy(used, store, proxy_symbol_of(served.model))
         pred = _predict(batcher, served, used)
         return _public(pred, served, used, latest_stored_hour=latest)
 
@@ -198,6 +201,23 @@ async def predict(body: PredictRequest, ctx: PredictContextDep) -> Response:
     window, ts_missing = window_from_request(sym, bars, allow_missing_ts=len(bars) == 1)
     if not ts_missing:
         check_window(window)
+    if body.proxy_bars is not None and len(body.proxy_bars) > settings.max_bars:
+        raise ApiError(
+            422,
+            "too_many_bars",
+            f"proxy_bars: {len(body.proxy_bars)} bars exceed the cap of {settings.max_bars} (MM_API_MAX_BARS)",
+            field="proxy_bars",
+            reason=f"at most {settings.max_bars} bars",
+        )
+    if uses_index_context(served.model):
+        if len(window) < served.min_bars:  # stored history holds no proxy window to complete it with
+            raise _insufficient_history(
+                served,
+                len(window),
+                f": the model uses index context: send the whole window in `bars` and the proxy "
+                f"{proxy_symbol_of(served.model)}'s bars at the same timestamps in `proxy_bars`",
+            )
+        window = with_proxy(window, body.proxy_bars, proxy_symbol_of(served.model))
     completed = False
     if len(window) < served.min_bars:
         _, stored = await run_in_threadpool(_stored_window, store, settings, served, sym)

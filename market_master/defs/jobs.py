@@ -6,6 +6,7 @@ from market_master.defs.features.assets import feature_table
 from market_master.defs.inference.assets import component_predictions, index_signal
 from market_master.defs.inference.backtest import signal_backtest
 from market_master.defs.ingestion.assets import hourly_bars, index_weights
+from market_master.defs.ingestion.proxy import index_proxy_bars
 from market_master.defs.monitoring.assets import classification_quality_report, feature_drift_report
 from market_master.defs.partitions import hourly_partitions
 from market_master.defs.promotion.jobs import promote_job
@@ -23,13 +24,13 @@ def _hourly_job(name: str, assets: list, description: str):
 
 ingest_job = _hourly_job(
     "ingest_job",
-    [hourly_bars, feature_table],
-    "Bars + quality checks + features for a partition range (single run per range).",
+    [hourly_bars, index_proxy_bars, feature_table],
+    "Bars (constituents and the index proxy) + quality checks + features for a partition range (single run per range).",
 )
 hourly_signal_job = _hourly_job(
     "hourly_signal_job",
-    [hourly_bars, feature_table, component_predictions, index_signal],
-    "Each trading hour: ingest the new bar, features, per-symbol predictions, WSS signal.",
+    [hourly_bars, index_proxy_bars, feature_table, component_predictions, index_signal],
+    "Each trading hour: ingest the new bars (constituents, index proxy), features, per-symbol predictions, WSS signal.",
 )
 inference_job = _hourly_job(
     "inference_job",

@@ -1,4 +1,4 @@
-"""Typed, swappable resources: market data source, runtime storage, MLflow tracking/registry."""
+"""Typed, swappable resources: market data source (and the index proxy symbol), runtime storage, MLflow."""
 
 import json
 import os
@@ -10,13 +10,15 @@ from pydantic import Field
 
 from market_master import settings
 from market_master.lib.mlflow_adapter import MlflowAdapter, default_artifact_location
+from market_master.lib.proxy import DEFAULT_PROXY, proxy_symbols, split_constituents
 from market_master.lib.sources import MarketDataSource, get_source
 from market_master.lib.storage import ObjectStore, PartitionStore, join
 from market_master.lib.weights import DEFAULT_UNIVERSE
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where bars come from: `synthetic` (embedded, offline default), `yfinance` (live) or `csv` (a directory)."""
+    """Where bars come from: `synthetic` (embedded, offline default), `yfinance` (live) or `csv` (a directory);
+    `symbols` are the constituents, `proxy_symbol` the index proxy (the one home of the proxy settings)."""
 
     source: str = Field(default="synthetic", description="synthetic | yfinance | csv")
     symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
@@ -26,10 +28,29 @@ class MarketDataResource(dg.ConfigurableResource):
     )
     csv_dir: str | None = Field(default=None, description="csv only: directory of <SYMBOL>_1h.csv files")
     csv_timezone: str = "America/New_York"
+    proxy_symbol: str = Field(
+        default=DEFAULT_PROXY,
+        description="the index proxy whose bars are index_proxy_bars (QQQ, NQ=F, ...); never a constituent",
+    )
+    extra_proxy_symbols: list[str] = Field(
+        default_factory=list,
+        description="more symbols to treat as index proxies, never as constituents (besides lib.proxy's set)",
+    )
 
-    def get_source(self) -> MarketDataSource:
+    def proxy_symbols(self) -> frozenset[str]:
+        """Symbols that are index proxies, never constituents: lib.proxy's set + proxy_symbol + extra."""
+        return proxy_symbols(self.proxy_symbol, self.extra_proxy_symbols)
+
+    def constituents(self) -> tuple[list[str], str | None]:
+        """(`symbols` without any proxy symbol, the message naming the excluded ones or None)."""
+        kept, _, message = split_constituents(self.symbols, self.proxy_symbols(), "market_data.symbols")
+        return kept, message
+
+    def get_source(self, proxies: frozenset[str] | None = None) -> MarketDataSource:
+        """The configured source; `proxies` (synthetic only): symbols simulated as the index proxy."""
         if self.source == "synthetic":
-            return get_source("synthetic", seed=self.seed, predictability=self.predictability)
+            extra = {} if proxies is None else {"proxies": proxies}
+            return get_source("synthetic", seed=self.seed, predictability=self.predictability, **extra)
         if self.source == "csv":
             if not self.csv_dir:
                 raise dg.Failure(

@@ -29,6 +29,7 @@ from market_master.lib import bars as bars_lib
 from market_master.lib.batch_report import BatchResult, write_outputs
 from market_master.lib.features import FeatureConfig, compute_features
 from market_master.lib.prediction import ModelInfo, predict_hours
+from market_master.lib.proxy import MissingProxyError, proxy_symbols, require_proxy, split_constituents
 from market_master.lib.segments import (
     DEFAULT_SEGMENTS,
     MIN_TRAIN_HOURS,
@@ -126,23 +127,33 @@ def _read_bars(
     csv_dir: Path, proxy_symbol: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str], list[str]]:
     """(constituent bars, proxy bars or None, constituents, WARN notes); raises on failed ERROR checks
-    or when no constituent is left."""
+    or when no constituent is left. The proxy's file is read as the proxy; files of other index proxies
+    (`lib.proxy.proxy_symbols`: SPY, NQ=F ...) are never constituents: left out, with a note."""
     all_bars = load_csv_bars(csv_dir)
     file_symbols = sorted(all_bars["symbol"].unique())
+    kept, other_proxies, _ = split_constituents(file_symbols, proxy_symbols(proxy_symbol))
+    other_proxies = [s for s in other_proxies if s != proxy_symbol]
+    ignored_notes = (
+        [f"{csv_dir}: {other_proxies} are index proxies, not constituents: their CSVs are not used"]
+        if other_proxies
+        else []
+    )
     proxy_bars = None
     if proxy_symbol and proxy_symbol in file_symbols:
         proxy_rows = all_bars[all_bars["symbol"] == proxy_symbol].reset_index(drop=True)
         notes_proxy = check_bars_or_raise(proxy_rows[bars_lib.BAR_COLUMNS], proxy_rows[ORIGIN_COLUMNS])
         proxy_bars = proxy_rows[bars_lib.BAR_COLUMNS]
-    constituents = [s for s in file_symbols if s != proxy_symbol]
+    constituents = kept
     if not constituents:
-        raise BatchInputError(f"{csv_dir} holds no constituent CSV besides the proxy {proxy_symbol}")
+        raise BatchInputError(
+            f"{csv_dir} holds no constituent CSV besides the index proxies {[proxy_symbol, *other_proxies]}"
+        )
     rows = all_bars[all_bars["symbol"].isin(constituents)].reset_index(drop=True)
     bars = rows[bars_lib.BAR_COLUMNS]
     notes = check_bars_or_raise(bars, rows[ORIGIN_COLUMNS])
     if proxy_bars is not None:
         notes += [f"proxy {proxy_symbol}: {n}" for n in notes_proxy]
-    return bars, proxy_bars, constituents, notes
+    return bars, proxy_bars, constituents, ignored_notes + notes
 
 
 def check_proxy_covers(
@@ -167,7 +178,7 @@ def check_proxy_covers(
 
 
 def _read_weights(
-    holdings_path: Path, constituents: list[str], last_hour: pd.Timestamp
+    holdings_path: Path, constituents: list[str], last_hour: pd.Timestamp, proxies: frozenset[str]
 ) -> tuple[Any, dict[str, Any]]:
     """(weights limited to the constituents, the weights facts reported in backtest.json)."""
     unit_warnings = [w for w in map(total_warning, load_holdings_csv(holdings_path).snapshots) if w]
@@ -175,6 +186,11 @@ def _read_weights(
         log.warning("WEIGHTS LOOK WRONG: %s", warning)
     weights, single_snapshot = load_weights(holdings_path)
     snapshot = dict(weights) if single_snapshot else dict(weights(last_hour))
+    listed = sorted({s for snap in load_holdings_csv(holdings_path).snapshots for s in snap.weights})
+    _, held_proxies, proxy_message = split_constituents(listed, proxies, f"holdings {holdings_path}")
+    if proxy_message:
+        log.warning(proxy_message)
+    snapshot = {s: w for s, w in snapshot.items() if s not in held_proxies}
     weighted = {s for s, w in snapshot.items() if w > 0}
     if not set(constituents) & weighted:
         raise BatchInputError(f"none of the CSV symbols {constituents} has a weight in {holdings_path}")
@@ -186,6 +202,8 @@ def _read_weights(
         ),
         "single_snapshot": single_snapshot,
         "weights_warnings": unit_warnings,
+        "excluded_proxy_symbols": held_proxies,
+        "proxy_note": proxy_message,
     }
     return _restrict(weights, set(constituents)), facts
 
@@ -200,6 +218,30 @@ def _proxy_returns(
         "" if single else " (point-in-time weights of the holdings history)"
     )
     return backtest.weighted_constituent_returns(bars, weights), "weighted constituents", [note]
+
+
+def _proxy_for_features(
+    bars: pd.DataFrame, proxy_bars: pd.DataFrame | None, proxy_symbol: str | None, config: FeatureConfig
+) -> pd.DataFrame | None:
+    """The proxy's bars for index-context features (None when the config does not use them); raises
+    BatchInputError naming the proxy and the hours where constituents have a bar and the proxy none."""
+    if not config.index_context:
+        return None
+    if not proxy_symbol or proxy_symbol != config.proxy_symbol:
+        raise BatchInputError(
+            f"the features use the index proxy {config.proxy_symbol}'s context but batch reads the proxy "
+            f"{proxy_symbol or '(none: --proxy empty)'}: pass --proxy {config.proxy_symbol}"
+        )
+    if proxy_bars is None:
+        raise BatchInputError(
+            f"the features use index context: the index proxy {proxy_symbol} needs its file "
+            f"{proxy_symbol}_1h.csv in the CSV directory"
+        )
+    try:
+        require_proxy(bars, proxy_bars, proxy_symbol, f"{proxy_symbol}_1h.csv")
+    except MissingProxyError as exc:
+        raise BatchInputError(str(exc)) from exc
+    return proxy_bars
 
 
 # ---------------------------------------------------------------- segments
@@ -506,13 +548,19 @@ def run_batch(
     validate_thresholds(buy, sell)
     feature_config = feature_config or FeatureConfig()
     bars, proxy_bars, constituents, notes = _read_bars(Path(csv_dir), proxy_symbol)
-    weights, weight_facts = _read_weights(Path(holdings_path), constituents, bars["timestamp"].max())
+    weights, weight_facts = _read_weights(
+        Path(holdings_path), constituents, bars["timestamp"].max(), proxy_symbols(proxy_symbol)
+    )
     notes += [f"WARN weights: {w}" for w in weight_facts["weights_warnings"]]
+    if weight_facts["proxy_note"]:
+        notes.append(weight_facts["proxy_note"])
     if weight_facts["single_snapshot"]:
         notes.append("a single holdings snapshot was given: today's weights were applied to all history")
     hours = pd.DatetimeIndex(bars["timestamp"].unique()).sort_values()
     check_enough_sessions(hours)
-    features = compute_features(bars, feature_config)
+    features = compute_features(
+        bars, feature_config, proxy=_proxy_for_features(bars, proxy_bars, proxy_symbol, feature_config)
+    )
     proxy_fwd, proxy_name, proxy_notes = _proxy_returns(
         bars, proxy_bars, proxy_symbol, weights, weight_facts["single_snapshot"]
     )

@@ -9,6 +9,29 @@ training features exactly. Rows whose window would cross into another symbol are
 
 Session awareness: `bar_of_day` counts hours from the 09:30 open; `is_last_bar_of_day` comes from the XNYS
 calendar (the 15:30 bar, or 12:30 on a half-day, lasts half an hour and its next return spans the night).
+
+Index context (`FeatureConfig(index_context=True)`, off by default): `INDEX_CONTEXT_COLUMNS`, computed from
+the index PROXY's own bars (QQQ by default, one series, `proxy=` of `compute_features`) and joined to each
+row by its timestamp; every proxy value at bar t reads proxy bars <= t only (at most 8 proxy bars back):
+
+    idx_ret_1           log return of the proxy's last bar (its previous close -> close_t)
+    idx_ret_6           log return of the proxy over its last 6 bars
+    idx_ret_day         since the day's open: first proxy bar of the session's open -> close_t
+    idx_gap             overnight gap: the proxy's previous close (last bar before the session) -> the open
+    idx_first_bar       intraday momentum (Gao, Han, Li & Zhou, JFE 2018, on 1-hour bars): previous close ->
+                        close of the session's first bar (= gap + first-bar return); known from bar 0 on and
+                        carried to every later bar of the session
+    idx_first_x_last    idx_first_bar x is_last_bar_of_day
+    idx_first_x_next_last  idx_first_bar x "the NEXT bar is the session's last": the label is the next
+                        bar's return, so this is the feature that carries the paper's first-half-hour ->
+                        last-half-hour effect to the bar whose outcome is the last bar
+    rel_ret_1, rel_ret_6  the symbol's 1- and 6-bar log return minus the proxy's over the same bars
+
+Missing proxy bar: a row whose hour has no proxy bar gets NaN in every index-context column (no fill from
+another bar, no constituent average); "previous" proxy values are the proxy's previous AVAILABLE bar, as
+for the symbol's own features. Callers that need every hour (feature_table, batch) check coverage first
+with `lib.proxy.require_proxy` (an error naming the proxy symbol and the hours); `lib.prediction` refuses a
+non-warm-up row with NaN features.
 """
 
 from __future__ import annotations
@@ -19,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from market_master.lib import calendar
+from market_master.lib.proxy import DEFAULT_PROXY
 
 # Longest trailing window any feature reads, in bars (RSI/ATR over 14 returns need 15 bars).
 MAX_LOOKBACK = 15
@@ -54,17 +78,38 @@ FEATURE_COLUMNS: list[str] = [
     "is_last_bar_of_day",
 ]
 
+INDEX_CONTEXT_COLUMNS: list[str] = [
+    "idx_ret_1",
+    "idx_ret_6",
+    "idx_ret_day",
+    "idx_gap",
+    "idx_first_bar",
+    "idx_first_x_last",
+    "idx_first_x_next_last",
+    "rel_ret_1",
+    "rel_ret_6",
+]
+
 OUTPUT_KEY_COLUMNS = ["symbol", "timestamp", "close"]
 _PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Feature settings stored inside every model. `warmup`: bars per symbol without a signal."""
+    """Feature settings stored inside every model. `warmup`: bars per symbol without a signal;
+    `index_context`: add INDEX_CONTEXT_COLUMNS (needs the bars of the proxy `proxy_symbol`)."""
 
     warmup: int = WARMUP_DEFAULT
+    index_context: bool = False
+    proxy_symbol: str = DEFAULT_PROXY
 
     def __post_init__(self) -> None:
+        if not isinstance(self.index_context, bool | np.bool_):
+            raise TypeError(
+                f"FeatureConfig.index_context must be a bool, got {type(self.index_context).__name__}"
+            )
+        if not isinstance(self.proxy_symbol, str) or not self.proxy_symbol.strip():
+            raise TypeError(f"FeatureConfig.proxy_symbol must be a non-empty str, got {self.proxy_symbol!r}")
         if not isinstance(self.warmup, int | np.integer) or isinstance(self.warmup, bool):
             raise TypeError(f"FeatureConfig.warmup must be an int, got {type(self.warmup).__name__}")
         if not WARMUP_MIN <= self.warmup <= WARMUP_MAX:
@@ -73,12 +118,26 @@ class FeatureConfig:
                 f"(features read up to {MAX_LOOKBACK} bars)"
             )
 
+    @property
+    def columns(self) -> list[str]:
+        """The feature columns this config produces (what a model trained on it reads)."""
+        return FEATURE_COLUMNS + (INDEX_CONTEXT_COLUMNS if self.index_context else [])
+
     def to_dict(self) -> dict:
-        return {"warmup": int(self.warmup)}
+        return {
+            "warmup": int(self.warmup),
+            "index_context": bool(self.index_context),
+            "proxy_symbol": str(self.proxy_symbol),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
-        return cls(warmup=int(data["warmup"]))
+        """From `to_dict`; a config stored before index context existed has none (False)."""
+        return cls(
+            warmup=int(data["warmup"]),
+            index_context=bool(data.get("index_context", False)),
+            proxy_symbol=str(data.get("proxy_symbol", DEFAULT_PROXY)),
+        )
 
 
 def _lag(x: np.ndarray, k: int) -> np.ndarray:
@@ -170,6 +229,83 @@ def session_flags(timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return bar_of_day.astype(np.float64), is_last
 
 
+def next_bar_is_last(timestamps: pd.Series | pd.DatetimeIndex, bar_of_day: np.ndarray) -> np.ndarray:
+    """Whether the bar after each row's bar is its session's last (14:30 on full days, 11:30 on
+    half-days): a calendar fact, known in advance."""
+    out = bar_of_day == calendar.MAX_BARS_PER_SESSION - 2
+    maybe = np.flatnonzero(bar_of_day == 2)
+    if len(maybe):
+        index = pd.DatetimeIndex(timestamps)
+        out[maybe] = calendar.is_last_bar_of_session(index[maybe] + pd.Timedelta(hours=1))
+    return out
+
+
+def _proxy_frame(proxy: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ["timestamp", "open", "close"] if c not in proxy.columns]
+    if missing:
+        raise ValueError(f"compute_features: proxy bars lack columns {missing}")
+    if "symbol" in proxy.columns and proxy["symbol"].nunique() > 1:
+        raise ValueError(
+            f"compute_features: proxy bars hold several symbols {sorted(proxy['symbol'].unique())}"
+        )
+    ts = pd.DatetimeIndex(proxy["timestamp"])
+    if ts.tz is None:
+        raise ValueError("compute_features: proxy timestamps must be tz-aware (America/New_York)")
+    if len(ts) > 1 and not (np.diff(ts.asi8) > 0).all():
+        raise ValueError("compute_features: proxy bars not sorted by timestamp / duplicated")
+    return proxy
+
+
+def _proxy_series_features(proxy: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(proxy bar starts as UTC ns, proxy-only features per proxy bar), on the proxy's own series."""
+    ts = pd.DatetimeIndex(proxy["timestamp"])
+    ns = ts.asi8
+    n = len(ns)
+    po = proxy["open"].to_numpy(np.float64)
+    lpc = np.log(proxy["close"].to_numpy(np.float64))
+    lpo = np.log(po)
+    day = ts.tz_convert(calendar.TZ).normalize().asi8
+    new_day = np.r_[True, day[1:] != day[:-1]] if n else np.array([], dtype=bool)
+    first = np.maximum.accumulate(np.where(new_day, np.arange(n), 0)) if n else np.array([], dtype=np.int64)
+    prev_close = _lag(lpc, 1)  # the proxy's previous available close
+    gap = lpo[first] - prev_close[first]
+    first_bar = lpc[first] - prev_close[first]
+    out = {
+        "idx_ret_1": lpc - prev_close,
+        "idx_ret_6": _diff(lpc, 6),
+        "idx_ret_day": lpc - lpo[first],
+        "idx_gap": gap,
+        "idx_first_bar": first_bar,
+    }
+    return ns, out
+
+
+def index_context_features(
+    timestamps: pd.Series | pd.DatetimeIndex,
+    ret_1: np.ndarray,
+    ret_6: np.ndarray,
+    is_last: np.ndarray,
+    next_last: np.ndarray,
+    proxy: pd.DataFrame,
+) -> dict[str, np.ndarray]:
+    """INDEX_CONTEXT_COLUMNS for rows at `timestamps` (NaN where the proxy has no bar at that hour)."""
+    pns, pf = _proxy_series_features(_proxy_frame(proxy))
+    rows = pd.DatetimeIndex(timestamps).asi8
+    pos = np.searchsorted(pns, rows)
+    pos_c = np.minimum(pos, max(len(pns) - 1, 0))
+    hit = (pos < len(pns)) & (pns[pos_c] == rows) if len(pns) else np.zeros(len(rows), dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    for name, values in pf.items():
+        col = np.full(len(rows), np.nan)
+        col[hit] = values[pos_c[hit]]
+        out[name] = col
+    out["idx_first_x_last"] = out["idx_first_bar"] * is_last
+    out["idx_first_x_next_last"] = out["idx_first_bar"] * next_last
+    out["rel_ret_1"] = ret_1 - out["idx_ret_1"]
+    out["rel_ret_6"] = ret_6 - out["idx_ret_6"]
+    return out
+
+
 def _check_bars(bars: pd.DataFrame) -> None:
     missing = [c for c in ["symbol", "timestamp", *_PRICE_COLUMNS] if c not in bars.columns]
     if missing:
@@ -190,13 +326,24 @@ def _check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("compute_features: a symbol's bars are not contiguous (sort by symbol, timestamp)")
 
 
-def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) -> pd.DataFrame:
-    """Features per bar: same rows and order as `bars`; `symbol, timestamp, close, *FEATURE_COLUMNS, warmup`."""
+def compute_features(
+    bars: pd.DataFrame, config: FeatureConfig | None = None, proxy: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Features per bar: same rows and order as `bars`; `symbol, timestamp, close, *config.columns, warmup`.
+
+    `proxy`: canonical bars of the index proxy (one symbol, sorted by timestamp); required when
+    `config.index_context`, ignored otherwise.
+    """
     config = config or FeatureConfig()
+    if config.index_context and proxy is None:
+        raise ValueError(
+            "compute_features: FeatureConfig(index_context=True) needs the index proxy's bars (`proxy=`)"
+        )
+    columns = config.columns
     _check_bars(bars)
     n = len(bars)
     if n == 0:
-        empty = {col: np.array([], dtype=np.float64) for col in FEATURE_COLUMNS}
+        empty = {col: np.array([], dtype=np.float64) for col in columns}
         return pd.DataFrame(
             {"symbol": bars["symbol"].to_numpy(), "timestamp": bars["timestamp"].array, "close": []}
             | empty
@@ -252,13 +399,21 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig | None = None) ->
     bar_of_day, is_last = session_flags(bars["timestamp"])
     f["bar_of_day"] = bar_of_day
     f["is_last_bar_of_day"] = is_last.astype(np.float64)
+    if config.index_context:
+        next_last = next_bar_is_last(bars["timestamp"], bar_of_day.astype(np.int64)).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            f.update(
+                index_context_features(
+                    bars["timestamp"], f["ret_1"], f["ret_6"], f["is_last_bar_of_day"], next_last, proxy
+                )
+            )
 
-    block = np.empty((len(FEATURE_COLUMNS), n))
-    for i, col in enumerate(FEATURE_COLUMNS):
+    block = np.empty((len(columns), n))
+    for i, col in enumerate(columns):
         block[i] = f[col]
     for start in starts:
         block[:, start : start + config.warmup] = np.nan
-    out = pd.DataFrame(block.T, columns=FEATURE_COLUMNS, copy=False)
+    out = pd.DataFrame(block.T, columns=columns, copy=False)
     out.insert(0, "symbol", sym)
     out.insert(1, "timestamp", bars["timestamp"].array)
     out.insert(2, "close", c)

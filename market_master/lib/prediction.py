@@ -268,7 +268,10 @@ def _window_ns(window: pd.DataFrame, i: int) -> np.ndarray:
 
 
 def predict_windows(
-    windows: list[pd.DataFrame], model: ProbaModel, model_info: ModelInfo | None = None
+    windows: list[pd.DataFrame],
+    model: ProbaModel,
+    model_info: ModelInfo | None = None,
+    proxies: list[pd.DataFrame] | None = None,
 ) -> list[dict[str, Any]]:
     """Predict the LAST bar of every window: one ``compute_features`` pass and one ``predict_proba`` call.
 
@@ -279,6 +282,8 @@ def predict_windows(
     ``hour`` = the last bar's start; status ``warmup`` when the window is shorter than warm-up + 1.
     Raises ValueError naming the window for an empty, multi-symbol or unsorted window, and
     NonFiniteFeaturesError (``positions`` = window indices) when a last bar's features are not finite.
+    ``proxies``: the index proxy's bars for each window (same timestamps), needed when the model's
+    FeatureConfig uses index context.
     """
     if not windows:
         return []
@@ -304,7 +309,14 @@ def predict_windows(
         stamps.append(_window_ns(w, i))
         # single-column reads: a list selection per window costs ~10x more
         values.append(np.column_stack([w[col].to_numpy(np.float64) for col in _WINDOW_COLUMNS[2:]]))
-    return predict_window_arrays(symbols, stamps, values, model, info)
+    proxy_values = None
+    if proxies is not None:
+        proxy_values = []
+        for i, (p, t) in enumerate(zip(proxies, stamps, strict=True)):
+            if not np.array_equal(_window_ns(p, i), t):
+                raise ValueError(f"window {i}: the proxy's bars are not at the window's timestamps")
+            proxy_values.append(np.column_stack([p[col].to_numpy(np.float64) for col in _WINDOW_COLUMNS[2:]]))
+    return predict_window_arrays(symbols, stamps, values, model, info, proxies=proxy_values)
 
 
 def predict_window_arrays(
@@ -313,12 +325,15 @@ def predict_window_arrays(
     values: list[np.ndarray],
     model: ProbaModel,
     model_info: ModelInfo | None = None,
+    proxies: list[np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """``predict_windows`` on windows given as arrays (the API's bar windows: no DataFrame per window).
 
     Window ``i`` is ``symbols[i]`` with ``stamps[i]`` (int64 UTC nanoseconds of the bar starts, strictly
     increasing) and ``values[i]`` (n, 5) open, high, low, close, volume. Same rows, order and errors as
-    ``predict_windows`` (which calls this after reading its frames).
+    ``predict_windows`` (which calls this after reading its frames). ``proxies[i]``: the index proxy's
+    (n, 5) values at the same ``stamps[i]``, required when the model's FeatureConfig uses index context
+    (each window's proxy is its own: its features are then computed window by window).
     """
     if not symbols:
         return []
@@ -349,7 +364,10 @@ def predict_window_arrays(
     data: dict[str, Any] = {"symbol": np.repeat(labels, lengths), "timestamp": stamp_idx}
     for j, col in enumerate(_WINDOW_COLUMNS[2:]):
         data[col] = block[:, j]
-    feats = compute_features(pd.DataFrame(data, copy=False), config)
+    if config.index_context:
+        feats = _index_context_features(data, lengths, stamp_idx, proxies, config)
+    else:
+        feats = compute_features(pd.DataFrame(data, copy=False), config)
     cols = _model_feature_columns(model, feats.columns)
     last = np.cumsum(lengths) - 1
     hours = stamp_idx[last]
@@ -381,6 +399,34 @@ def predict_window_arrays(
         row.update(timestamp_next=nxt[i], model_name=info.name, model_version=version, model_alias=info.alias)
         out.append(row)
     return out
+
+
+def _index_context_features(
+    data: dict[str, Any],
+    lengths: np.ndarray,
+    stamp_idx: pd.DatetimeIndex,
+    proxies: list[np.ndarray] | None,
+    config: FeatureConfig,
+) -> pd.DataFrame:
+    """compute_features window by window, each with its own proxy bars (same timestamps as the window)."""
+    if proxies is None or len(proxies) != len(lengths):
+        raise ValueError(
+            f"the model's features use the index proxy {config.proxy_symbol}'s context: give its bars for "
+            f"every window (got {'none' if proxies is None else len(proxies)} for {len(lengths)} windows)"
+        )
+    bars = pd.DataFrame(data, copy=False)
+    ends = np.cumsum(lengths)
+    parts = []
+    for i, (a, b) in enumerate(zip(ends - lengths, ends, strict=True)):
+        pv = np.asarray(proxies[i], dtype=np.float64)
+        if pv.shape != (b - a, len(_WINDOW_COLUMNS) - 2):
+            raise ValueError(f"window {i}: proxy values of shape {pv.shape}, expected ({b - a}, 5)")
+        proxy = pd.DataFrame(
+            {"symbol": config.proxy_symbol, "timestamp": stamp_idx[a:b]}
+            | {col: pv[:, j] for j, col in enumerate(_WINDOW_COLUMNS[2:])}
+        )
+        parts.append(compute_features(bars.iloc[a:b].reset_index(drop=True), config, proxy=proxy))
+    return pd.concat(parts, ignore_index=True)
 
 
 def predict_latest(

@@ -44,7 +44,7 @@ from market_master.lib.evaluation import (
     session_split_metrics,
     single_row_latency_ms,
 )
-from market_master.lib.features import FEATURE_COLUMNS, FeatureConfig
+from market_master.lib.features import FeatureConfig
 from market_master.lib.labels import CLASSES, NO_LABEL, LabelThresholds, next_bar_log_return
 from market_master.lib.model import ComponentModel
 from market_master.lib.segments import (
@@ -220,9 +220,8 @@ def _label_segments(
     features: pd.DataFrame, config: TrainingConfig, split: SplitBoundaries | None
 ) -> _LabelledSegments:
     """Split (``time_split`` unless given), fit the label thresholds on the training rows only, label."""
-    missing = [
-        c for c in ["symbol", "timestamp", "close", "warmup", *FEATURE_COLUMNS] if c not in features.columns
-    ]
+    columns = config.feature_config.columns  # index-context columns only when the config turns them on
+    missing = [c for c in ["symbol", "timestamp", "close", "warmup", *columns] if c not in features.columns]
     if missing:
         raise ValueError(f"train_candidates: features lack columns {missing}")
     _check_warmup(features, config.feature_config)
@@ -266,7 +265,7 @@ def _component_model(
         name=name,
         estimator=pipe,
         classes=CLASSES,
-        feature_columns=list(FEATURE_COLUMNS),
+        feature_columns=list(config.feature_config.columns),
         feature_config=config.feature_config,
         thresholds=data.thresholds,
         training_window=(split.train_start.isoformat(), split.train_end.isoformat()),
@@ -295,9 +294,10 @@ def _fit_candidate(
     spec = candidate_specs(config.svc_max_rows)[name]
     train, valid = data.train, data.valid
     rows = _subsample(len(train), spec.max_train_rows, config.seed)
-    pipe = build_pipeline(spec, FEATURE_COLUMNS, config.seed)
+    columns = config.feature_config.columns
+    pipe = build_pipeline(spec, columns, config.seed)
     t0 = time.perf_counter()
-    pipe.fit(train.loc[rows, ["symbol", *FEATURE_COLUMNS]], data.y_train[rows])
+    pipe.fit(train.loc[rows, ["symbol", *columns]], data.y_train[rows])
     fit_s = time.perf_counter() - t0
     model = _component_model(name, pipe, config, data)
     t0 = time.perf_counter()
@@ -429,7 +429,7 @@ def train_candidates(
         margin=boot.diff,
         margin_se=boot.se,
         validation=validation,
-        input_example=data.valid.head(3)[["symbol", *FEATURE_COLUMNS]].reset_index(drop=True),
+        input_example=data.valid.head(3)[["symbol", *config.feature_config.columns]].reset_index(drop=True),
         label_counts={
             CLASSES[k]: int(v) for k, v in enumerate(np.bincount(data.y_train, minlength=len(CLASSES)))
         },

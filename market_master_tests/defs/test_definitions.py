@@ -10,6 +10,7 @@ from market_master.defs.training.checks import GATE_NAMES
 EXPECTED_ASSETS = {
     "index_weights",
     "hourly_bars",
+    "index_proxy_bars",
     "feature_table",
     "walk_forward_history",
     "candidate_models",
@@ -31,7 +32,7 @@ def test_definitions_load_with_the_documented_asset_keys():
 
 def test_hourly_assets_are_partitioned_and_single_run_backfilled():
     graph = defs.resolve_asset_graph()
-    for name in ("hourly_bars", "feature_table", "component_predictions", "index_signal"):
+    for name in ("hourly_bars", "index_proxy_bars", "feature_table", "component_predictions", "index_signal"):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def == hourly_partitions
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
@@ -43,6 +44,7 @@ def test_checks_gates_and_bar_checks_are_declared():
         assert ("champion_model", gate) in keys
     for check in ERROR_CHECKS + WARN_CHECKS:
         assert ("hourly_bars", check) in keys
+        assert ("index_proxy_bars", check) in keys
 
 
 def test_jobs_schedules_and_sensor_defaults():

@@ -9,6 +9,7 @@ from market_master.defs.partitions import add_partition_metadata, hourly_asset
 from market_master.defs.resources import MarketDataResource, StorageResource
 from market_master.lib import calendar
 from market_master.lib.bars import normalize_bars, run_bar_checks
+from market_master.lib.proxy import split_constituents
 from market_master.lib.sources import DataSourceError
 from market_master.lib.storage import AssetSlices
 from market_master.lib.weights import (
@@ -41,7 +42,14 @@ def index_weights(
     snapshots = (
         load_holdings_csv(config.holdings_csv).snapshots if config.holdings_csv else [embedded_top10()]
     )
-    universe = list(market_data.symbols)
+    universe, proxy_note = market_data.constituents()
+    # a holdings file listing a proxy (QQQ, SPY, NQ=F ...): excluded with a message, never a constituent
+    _, held_proxies, held_note = split_constituents(
+        [s for snap in snapshots for s in snap.weights], market_data.proxy_symbols(), "holdings"
+    )
+    for note in (proxy_note, held_note):
+        if note:
+            context.log.warning(note)
     normalized = [normalize_weights(s, universe) for s in snapshots]
     latest = normalized[-1]
     history = WeightsHistory(
@@ -80,6 +88,9 @@ def index_weights(
                 pd.Series(latest.weights, name="weight").round(4).to_frame().to_markdown()
             ),
             "missing_weight": dg.MetadataValue.json(latest.missing_weight),
+            "excluded_proxy_symbols": dg.MetadataValue.json(
+                sorted(set(held_proxies) | (set(market_data.symbols) - set(universe)))
+            ),
             "outside_universe_weight": float(latest.outside_universe_weight),
             "without_bars (last 7 days)": dg.MetadataValue.json(without_bars),
             "n_outside_universe": len(outside),
@@ -95,7 +106,11 @@ def index_weights(
     check_specs=BAR_CHECK_SPECS,
     kinds={"parquet"},
 )
-def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource, storage: StorageResource):
+def hourly_bars(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    storage: StorageResource,
+):
     """Completed 1-hour OHLCV bars of every universe symbol, one slice per trading-hour partition.
 
     Rows are stored as they came (bad ones too, so nothing is lost); the blocking checks stop downstream
@@ -104,7 +119,9 @@ def hourly_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
     """
     keys = context.partition_keys
     start, end = calendar.key_to_timestamp(keys[0]), calendar.key_to_timestamp(keys[-1])
-    symbols = list(market_data.symbols)
+    symbols, proxy_note = market_data.constituents()
+    if proxy_note:  # the proxy is its own input (index_proxy_bars), never a constituent
+        context.log.warning(proxy_note)
     try:
         bars = normalize_bars(market_data.get_source().fetch(symbols, start, end))
     except DataSourceError as exc:

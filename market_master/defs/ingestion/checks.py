@@ -22,9 +22,15 @@ ERROR_CHECKS = (
 WARN_CHECKS = ("bars_are_complete",)
 MAX_ROWS_SHOWN = 50
 
-BAR_CHECK_SPECS = [dg.AssetCheckSpec(name, asset="hourly_bars", blocking=True) for name in ERROR_CHECKS] + [
-    dg.AssetCheckSpec(name, asset="hourly_bars", blocking=False) for name in WARN_CHECKS
-]
+
+def bar_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    """The bar checks of an asset of canonical bars (hourly_bars, index_proxy_bars)."""
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=True) for name in ERROR_CHECKS] + [
+        dg.AssetCheckSpec(name, asset=asset, blocking=False) for name in WARN_CHECKS
+    ]
+
+
+BAR_CHECK_SPECS = bar_check_specs("hourly_bars")
 
 
 def check_results_for(outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:

@@ -9,10 +9,12 @@ from market_master.defs.inference.loading import production_version, production_
 from market_master.defs.promotion.assets import production_model
 from market_master.defs.resources import MlflowResource, StorageResource
 from market_master.lib import monitoring
-from market_master.lib.features import FEATURE_COLUMNS
+from market_master.lib.features import FeatureConfig
 from market_master.lib.labels import CLASSES
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS
 from market_master.lib.storage import AssetSlices
+
+ALL_FEATURE_COLUMNS = FeatureConfig(index_context=True).columns  # those stored are compared
 
 
 class MonitoringConfig(dg.Config):
@@ -48,7 +50,9 @@ def feature_drift_report(
     current = feature_table.read_between(start, end)
     reference, current = reference[~reference["warmup"]], current[~current["warmup"]]
     html = storage.path("monitoring", f"feature_drift_{_stamp(end)}.html")
-    summary = monitoring.data_drift_report(reference, current, list(FEATURE_COLUMNS), html)
+    summary = monitoring.data_drift_report(
+        reference, current, [c for c in ALL_FEATURE_COLUMNS if c in current.columns], html
+    )
     run_id = mlflow.adapter().log_report(html, summary, run_name=f"feature_drift {end}")
     return dg.MaterializeResult(
         metadata={

@@ -24,7 +24,6 @@ from market_master.defs.training.walk_forward import walk_forward_history as wal
 from market_master.lib import gates, oos_evaluation
 from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
-from market_master.lib.features import FEATURE_COLUMNS
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.model_status import record_gate_verdict, verdict_from_check
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
@@ -249,7 +248,7 @@ def feature_drift_is_below_limit(
     gate = gates.feature_drift_below_limit(
         reference,
         current,
-        list(FEATURE_COLUMNS),
+        list(champion_model.result.champion.feature_columns),
         psi_threshold=gate_settings.psi_threshold,
         max_drifted_share=gate_settings.max_drifted_share,
     )
@@ -282,7 +281,7 @@ def model_loads_and_predicts(
     champion_model: ChampionRecord, feature_table: AssetSlices, mlflow: MlflowResource
 ) -> dg.AssetCheckResult:
     frame = _segment_features(feature_table, champion_model).head(5)
-    example = frame[["symbol", *FEATURE_COLUMNS]]
+    example = frame[["symbol", *champion_model.result.champion.feature_columns]]
     # the exact version the sensor would promote (an alias like @Staging can move under a concurrent retrain)
     uri = f"models:/{champion_model.model_name}/{champion_model.version}"
     return _result(gates.model_loads_and_predicts(uri, example, adapter=mlflow.adapter()))

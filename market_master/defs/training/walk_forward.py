@@ -10,7 +10,7 @@ from pydantic import Field
 
 from market_master.defs.features.assets import stored_feature_config
 from market_master.lib import calendar
-from market_master.lib.backtest import weighted_constituent_returns
+from market_master.lib.backtest import forward_returns, weighted_constituent_returns
 from market_master.lib.candidates import CANDIDATE_NAMES
 from market_master.lib.segments import DEFAULT_SEGMENTS
 from market_master.lib.storage import AssetSlices
@@ -59,6 +59,10 @@ class WalkForwardAssetConfig(dg.Config):
         default=WF.validation_share, description="inner validation share of a fold"
     )
     cost_bps: float = Field(default=WF.cost_bps, description="cost per unit of position change, basis points")
+    proxy: str = Field(
+        default="index_proxy",
+        description="traded proxy: index_proxy (index_proxy_bars) | constituent_basket (weighted constituents)",
+    )
 
     def walk_forward(self) -> WalkForwardConfig:
         return WalkForwardConfig(
@@ -81,18 +85,49 @@ class ProxyReturns:
     note: str
 
 
+PROXY_CHOICES = ("index_proxy", "constituent_basket")
+MAX_PROXY_GAP_SHARE = 0.01  # hours of the replay without a proxy bar tolerated (then stated), else a failure
+
+
 def proxy_returns(
-    hourly_bars: AssetSlices, index_weights: WeightsHistory, start: pd.Timestamp, end: pd.Timestamp
+    proxy: str,
+    index_proxy_bars: AssetSlices,
+    hourly_bars: AssetSlices,
+    index_weights: WeightsHistory,
+    feature_hours: pd.DatetimeIndex,
 ) -> ProxyReturns:
-    """The weighted constituents' next-bar return (fallback until the index proxy is an input of its own:
-    survivorship-biased when the weights are not point in time, and said so)."""
-    bars = hourly_bars.read_between(start, end + pd.Timedelta(days=5))
-    note = "proxy: the weighted constituents' next-bar return (basket fallback); " + (
-        "point-in-time weights"
-        if len(index_weights.snapshots) > 1
-        else "today's weights applied to the past: survivorship-biased"
+    """The traded proxy's next-bar return by decision hour over ``feature_hours``.
+
+    ``index_proxy`` (default): the stored index_proxy_bars (QQQ unless market_data says otherwise); hours
+    without a proxy bar are named, tolerated up to MAX_PROXY_GAP_SHARE and stated, else a failure.
+    ``constituent_basket``: the weighted constituents' next-bar return, only when asked for, and said to be
+    survivorship-biased when the weights are not point in time."""
+    start, end = feature_hours.min(), feature_hours.max()
+    if proxy == "constituent_basket":
+        bars = hourly_bars.read_between(start, end + pd.Timedelta(days=5))
+        note = "proxy: the weighted constituents' next-bar return (basket, chosen in config); " + (
+            "point-in-time weights"
+            if len(index_weights.snapshots) > 1
+            else "today's weights applied to the past: survivorship-biased"
+        )
+        return ProxyReturns(weighted_constituent_returns(bars, index_weights), "constituent basket", note)
+    bars = index_proxy_bars.read_between(start, end + pd.Timedelta(days=5))
+    if bars.empty:
+        raise dg.Failure(
+            f"index_proxy_bars has no bars between {start} and {end}: materialize index_proxy_bars over "
+            f"the feature range (ingest_job does), or set walk_forward_history's proxy: constituent_basket"
+        )
+    symbol = str(bars["symbol"].iloc[0])
+    missing = feature_hours.difference(pd.DatetimeIndex(bars["timestamp"]))
+    if len(missing) > MAX_PROXY_GAP_SHARE * len(feature_hours):
+        raise dg.Failure(
+            f"index proxy {symbol}: {len(missing)} of {len(feature_hours)} feature hours have no proxy bar "
+            f"(first: {[str(h) for h in missing[:5]]}); backfill index_proxy_bars over them"
+        )
+    note = f"proxy: {symbol} next-bar close-to-close return (index_proxy_bars)" + (
+        f"; {len(missing)} hours without a {symbol} bar are not traded or scored" if len(missing) else ""
     )
-    return ProxyReturns(weighted_constituent_returns(bars, index_weights), "constituent basket", note)
+    return ProxyReturns(forward_returns(bars, symbol), symbol, note)
 
 
 def _window(feature_table: AssetSlices, config: WalkForwardAssetConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -125,6 +160,7 @@ def walk_forward_history(
     config: WalkForwardAssetConfig,
     feature_table: AssetSlices,
     hourly_bars: AssetSlices,
+    index_proxy_bars: AssetSlices,
     index_weights: WeightsHistory,
 ) -> WalkForwardHistory:
     """One out-of-sample prediction per symbol and hour after the first training window, with the fold and
@@ -141,7 +177,10 @@ def walk_forward_history(
         candidates=tuple(config.candidates),
         feature_config=stored_feature_config(features),
     )
-    proxy = proxy_returns(hourly_bars, index_weights, start, end)
+    if config.proxy not in PROXY_CHOICES:
+        raise dg.Failure(f"walk_forward_history proxy must be one of {PROXY_CHOICES}, got {config.proxy!r}")
+    feature_hours = pd.DatetimeIndex(features["timestamp"].unique()).sort_values()
+    proxy = proxy_returns(config.proxy, index_proxy_bars, hourly_bars, index_weights, feature_hours)
 
     def progress(done: int, total: int, message: str) -> None:
         context.log.info(f"walk-forward {done}/{total}: {message}")

@@ -41,7 +41,7 @@ z > 3). See docs/modelling.md, "Planted signal and the default".
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +49,8 @@ import pandas as pd
 
 from market_master.lib.bars import BAR_COLUMNS
 from market_master.lib.calendar import TimeLike, bar_of_day, to_timestamp, trading_bars
+from market_master.lib.proxy import DEFAULT_PROXY_SYMBOLS
+from market_master.lib.weights import embedded_top10
 
 KAPPA = 0.65
 KAPPA_MARKET = 0.3
@@ -58,6 +60,8 @@ GARCH_B = 0.90
 SHOCK_CLIP = 8.0
 MARKET_VOL = 0.003
 MARKET_GAP_VOL = 0.003
+REST_IDIO_VOL = 0.0008  # the rest of the index (~90 names): a diversified residual next to the market factor
+REST_GAP_VOL = 0.0008
 INTRADAY_VOL = np.array([1.35, 1.05, 0.9, 0.85, 0.85, 0.95, 1.1])
 INTRADAY_VOLUME = np.array([2.0, 1.3, 1.0, 0.85, 0.85, 1.0, 1.6])
 
@@ -104,12 +108,32 @@ class SyntheticSource:
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 42, predictability: float = 0.7, epoch: TimeLike = "2022-01-03") -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        predictability: float = 0.7,
+        epoch: TimeLike = "2022-01-03",
+        proxies: Iterable[str] | None = None,
+        proxy_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        """`proxies`: symbols simulated as the index proxy (default `lib.proxy.DEFAULT_PROXY_SYMBOLS`);
+        `proxy_weights`: the constituents inside the proxy as fractions of the whole index (default the
+        embedded QQQ top-10); the rest of the index (1 - their sum) is the market factor plus a small
+        diversified residual."""
         if not 0.0 <= predictability <= 1.5:
             raise ValueError(f"predictability must be in [0, 1.5], got {predictability}")
         self.seed = int(seed)
         self.predictability = float(predictability)
         self.epoch = to_timestamp(epoch)
+        self.proxies = frozenset(DEFAULT_PROXY_SYMBOLS if proxies is None else (str(p) for p in proxies))
+        weights = dict(embedded_top10().weights if proxy_weights is None else proxy_weights)
+        bad = [s for s in weights if s in self.proxies]
+        total = float(sum(weights.values()))
+        if bad or not weights or min(weights.values()) < 0 or total > 1.0:
+            raise ValueError(
+                f"proxy_weights must weight non-proxy constituents, >= 0, summing to <= 1 (got {weights})"
+            )
+        self.proxy_weights = dict(sorted(weights.items()))
 
     def fetch(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
         """Canonical bars for `symbols` with start <= bar start <= end."""
@@ -137,13 +161,58 @@ class SyntheticSource:
 
         m_rng = np.random.default_rng([self.seed, 0, _STREAM_SHOCK])
         e = _std_t(m_rng, n_all)[:, None]
-        market_vol = season * _garch_sigma(e, np.array([MARKET_VOL**2]))
+        m_sigma = season * _garch_sigma(e, np.array([MARKET_VOL**2]))
         e_prev = np.vstack([np.zeros((1, 1)), e[:-1]])
         # planted INDEX timing: the market factor partly reverses its previous standardised shock
-        m = market_vol * e - KAPPA_MARKET * self.predictability * e_prev * market_vol
+        m = m_sigma * e - KAPPA_MARKET * self.predictability * e_prev * m_sigma
         g_rng = np.random.default_rng([self.seed, 0, _STREAM_GAP])
         g = np.where(first[:, None], MARKET_GAP_VOL * _std_t(g_rng, n_all)[:, None], 0.0)
 
+        const = [s for s in syms if s not in self.proxies]
+        proxies = [s for s in syms if s in self.proxies]
+        cols: dict[str, list[np.ndarray]] = {c: [] for c in ("open", "high", "low", "close", "volume")}
+        shocks, vols, order = [], [], []
+        if const:
+            p = self._constituent_paths(const, n_all, k, first, season, m, g)
+            for c in cols:
+                cols[c].append(p[c])
+            shocks.append(p["z"])
+            vols.append(p["vol"])
+            order += const
+        for sym in proxies:
+            p = self._proxy_path(sym, n_all, k, first, season, m, g, m_sigma)
+            for c in cols:
+                cols[c].append(p[c])
+            shocks.append(p["z"])
+            vols.append(p["vol"])
+            order.append(sym)
+        perm = np.argsort(np.array(order, dtype=object), kind="stable")
+        syms = [order[i] for i in perm]
+        arrays = {c: np.hstack(a)[:, perm] for c, a in cols.items()}
+        z = np.hstack(shocks)[:, perm]
+        vol = np.hstack(vols)[:, perm]
+
+        n_sym = len(syms)
+        bars = pd.DataFrame(
+            {
+                "symbol": np.repeat(np.array(syms, dtype=object), n_keep),
+                "timestamp": _tile_timestamps(grid[keep], n_sym),
+                **{c: a[keep].T.reshape(-1) for c, a in arrays.items()},
+            }
+        )
+        return SimulatedPaths(bars[BAR_COLUMNS], z[keep].T.reshape(-1), vol[keep].T.reshape(-1))
+
+    def _constituent_paths(
+        self,
+        syms: list[str],
+        n_all: int,
+        k: np.ndarray,
+        first: np.ndarray,
+        season: np.ndarray,
+        m: np.ndarray,
+        g: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """OHLCV, shocks z, volatilities, log returns r (open -> close) and gaps of constituents, (n_all, n)."""
         z, u, wick, vnoise = (np.empty((n_all, len(syms))) for _ in range(4))
         wick2 = np.empty((n_all, len(syms)))
         beta, idio_vol, price0, base_volume = (np.empty(len(syms)) for _ in range(4))
@@ -175,14 +244,65 @@ class SyntheticSource:
         volume = np.round(
             base_volume * INTRADAY_VOLUME[k][:, None] * np.exp(0.3 * vnoise) * (1.0 + 0.5 * np.abs(z))
         )
+        return {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "z": z,
+            "vol": vol,
+            "r": r,
+            "gap": gap,
+            "beta": beta,
+        }
 
-        n_sym = len(syms)
-        cols = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
-        bars = pd.DataFrame(
-            {
-                "symbol": np.repeat(np.array(syms, dtype=object), n_keep),
-                "timestamp": _tile_timestamps(grid[keep], n_sym),
-                **{c: a[keep].T.reshape(-1) for c, a in cols.items()},
-            }
+    def _proxy_path(
+        self,
+        sym: str,
+        n_all: int,
+        k: np.ndarray,
+        first: np.ndarray,
+        season: np.ndarray,
+        m: np.ndarray,
+        g: np.ndarray,
+        m_sigma: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The index proxy, consistent with its simulated constituents (log returns, bar by bar):
+
+            r_P   = sum_i w_i r_i + w_rest (m_t + s_k sigma_rest_t e_t)          (open -> close)
+            gap_P = sum_i w_i gap_i + w_rest (g_t + u_t) on a session's first bar (previous close -> open)
+
+        with w_i the constituents' fractions of the whole index (`proxy_weights`), w_rest = 1 - sum w_i
+        the rest of the index, driven by the SAME market factor m_t (beta 1) plus a small diversified
+        GARCH residual (REST_IDIO_VOL). The planted reversal of the constituents flows in with their
+        weights. Depends only on (seed, proxy symbol, proxy_weights), never on the requested symbols.
+        """
+        names = list(self.proxy_weights)
+        w = np.array([self.proxy_weights[s] for s in names])
+        w_rest = max(0.0, 1.0 - float(w.sum()))
+        c = self._constituent_paths(names, n_all, k, first, season, m, g)
+        h = stable_hash(sym)
+        p = np.random.default_rng([self.seed, h, _STREAM_PARAMS]).random(5)
+        price0 = 100.0 + 400.0 * p[2]
+        base_volume = 10 ** (6.5 + 1.0 * p[3])
+        e_rest = _std_t(np.random.default_rng([self.seed, h, _STREAM_SHOCK]), n_all)[:, None]
+        rest_vol = season * _garch_sigma(e_rest, np.array([REST_IDIO_VOL**2]))
+        u_rest = REST_GAP_VOL * _std_t(np.random.default_rng([self.seed, h, _STREAM_GAP]), n_all)[:, None]
+        r = c["r"] @ w[:, None] + w_rest * (m + rest_vol * e_rest)
+        gap = c["gap"] @ w[:, None] + w_rest * np.where(first[:, None], g + u_rest, 0.0)
+        gap[0] = 0.0
+        beta_p = float(c["beta"] @ w) + w_rest
+        vol = np.sqrt((c["vol"] ** 2) @ (w**2)[:, None] + (w_rest * rest_vol) ** 2 + (beta_p * m_sigma) ** 2)
+        z = r / vol
+        wk = np.random.default_rng([self.seed, h, _STREAM_WICK]).standard_exponential((n_all, 2))
+        vnoise = np.random.default_rng([self.seed, h, _STREAM_VOLUME]).standard_normal((n_all, 1))
+        log_close = np.log(price0) + np.cumsum(gap + r, axis=0)
+        close = np.exp(log_close)
+        open_ = np.exp(log_close - r)
+        high = np.maximum(open_, close) * np.exp(0.5 * vol * wk[:, :1])
+        low = np.minimum(open_, close) * np.exp(-0.5 * vol * wk[:, 1:])
+        volume = np.round(
+            base_volume * INTRADAY_VOLUME[k][:, None] * np.exp(0.3 * vnoise) * (1.0 + 0.5 * np.abs(z))
         )
-        return SimulatedPaths(bars[BAR_COLUMNS], z[keep].T.reshape(-1), vol[keep].T.reshape(-1))
+        return {"open": open_, "high": high, "low": low, "close": close, "volume": volume, "z": z, "vol": vol}
