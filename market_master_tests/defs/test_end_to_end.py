@@ -14,7 +14,7 @@ from market_master.lib.storage import PartitionStore
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["run", "--days", "110", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
+ARGS = ["run", "--days", "130", "--signal-days", "5", "--end", "2024-06-28", "--candidates", "LogReg,HGBT"]
 
 
 def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home, capsys):

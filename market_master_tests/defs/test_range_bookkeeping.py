@@ -112,7 +112,7 @@ def test_local_range_run_stores_every_materialization_and_reports_progress(tmp_p
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         result = LocalRunner(defs, instance, progress_every=0.0).run("ingest_job", tags=range_tags(*RANGE))
         assert result.success
-        for asset in ("hourly_bars", "feature_table"):
+        for asset in ("hourly_bars", "index_proxy_bars", "feature_table"):
             records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
             assert sorted(r.partition_key for r in records) == sorted(
                 defs.resolve_job_def("ingest_job").partitions_def.get_partition_keys_in_range(
@@ -122,7 +122,7 @@ def test_local_range_run_stores_every_materialization_and_reports_progress(tmp_p
             materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert len(materialized) == 28
     lines = [line for line in capsys.readouterr().out.splitlines() if "partition materializations" in line]
-    assert lines and "56/56" in lines[-1] and lines[-1].endswith("done")
+    assert lines and "84/84" in lines[-1] and lines[-1].endswith("done")
 
 
 def test_run_path_limits_openmp_threads_unless_told_otherwise(monkeypatch):
