@@ -47,7 +47,7 @@ services-stop:
 	deploy/services.sh stop
 
 run-prod: setup     ## the whole pipeline in production mode against `make services` (small window)
-	$(PROD_ENV) $(BIN)/market-master run --days $${DAYS:-110} --signal-days 3 --candidates $${CANDIDATES:-LogReg,HGBT}
+	$(PROD_ENV) $(BIN)/market-master run --days $${DAYS:-130} --signal-days 3 --candidates $${CANDIDATES:-LogReg,HGBT}
 
 test-prod: setup    ## the production-mode tests against `make services` (skipped by `make test` alone)
 	$(PROD_ENV) $(BIN)/python -m pytest market_master_tests/production -m production -rs --durations=5

@@ -18,7 +18,7 @@ from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.storage import ObjectStore, PartitionStore, join
 
 END = "2024-06-28"
-ARGS = ["run", "--days", "110", "--signal-days", "3", "--end", END, "--candidates", "LogReg,HGBT"]
+ARGS = ["run", "--days", "130", "--signal-days", "3", "--end", END, "--candidates", "LogReg,HGBT"]
 
 
 def test_pipeline_runs_on_the_services_and_the_api_serves_production(prod_scratch, capsys):
@@ -34,7 +34,7 @@ def test_pipeline_runs_on_the_services_and_the_api_serves_production(prod_scratc
     store_url = settings.store_root()
     assert store_url.startswith("s3://")
     store = PartitionStore(join(store_url, "partitions"))
-    assert len(store.keys("hourly_bars")) >= 110 * 7  # trading-hour keys of the window (holidays too)
+    assert len(store.keys("hourly_bars")) >= 130 * 7  # trading-hour keys of the window (holidays too)
     assert store.keys("hourly_bars")[-1] == f"{END}-15:30"
     signal = store.read("index_signal", [store.latest_key("index_signal", nonempty=True)])
     assert signal["decision"].iloc[0] in {"BUY", "SELL", "HOLD"}
