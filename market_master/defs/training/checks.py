@@ -9,14 +9,19 @@ GATE_NAMES passed in the run that materialized it.
 
 import functools
 import inspect
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from api.latency import post_predict_client, request_bodies
 from market_master.defs.features.assets import feature_table as feature_table_asset
-from market_master.defs.resources import MlflowResource
+from market_master.defs.ingestion.assets import hourly_bars as hourly_bars_asset
+from market_master.defs.ingestion.proxy import index_proxy_bars as index_proxy_bars_asset
+from market_master.defs.resources import MarketDataResource, MlflowResource
 from market_master.defs.training.assets import ChampionRecord
 from market_master.defs.training.assets import champion_model as champion_asset
 from market_master.defs.training.walk_forward import WalkForwardHistory
@@ -26,6 +31,7 @@ from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.model_status import record_gate_verdict, verdict_from_check
+from market_master.lib.prediction import ModelInfo, predict_hours
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
 from market_master.lib.storage import AssetSlices
 
@@ -35,7 +41,8 @@ GATE_NAMES = (
     "signal_beats_flat_and_buy_and_hold",
     "champion_not_worse_than_production",
     "feature_drift_is_below_limit",
-    "latency_within_slo",
+    "hourly_batch_within_slo",
+    "api_predict_within_slo",
     "model_loads_and_predicts",
 )
 
@@ -114,7 +121,15 @@ class GateSettings(dg.ConfigurableResource):
     drift_window_days: int = Field(
         default=CURRENT_WINDOW_SESSIONS, description="latest trading days compared with the training window"
     )
-    latency_slo_ms: float = gates.LATENCY_SLO_MS
+    hourly_batch_slo_ms: float = Field(
+        default=gates.HOURLY_BATCH_SLO_MS,
+        description="hourly path: CPU ms to predict every constituent of one hour (predict_hours), p99",
+    )
+    api_predict_slo_ms: float = Field(
+        default=gates.API_PREDICT_SLO_MS, description="API path: CPU ms of one whole POST /predict, p99"
+    )
+    latency_hours: int = Field(default=20, description="hours the hourly-batch gate times")
+    latency_requests: int = Field(default=100, description="POST /predict requests the API gate times")
 
 
 def _result(gate: gates.GateResult) -> dg.AssetCheckResult:
@@ -262,18 +277,68 @@ def feature_drift_is_below_limit(
     return _result(gate)
 
 
-@gate("single-row predict p99 under the SLO", reads=FEATURES)
-def latency_within_slo(
-    champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
+@gate("the hourly path: predicting every constituent of one hour is within the SLO", reads=FEATURES)
+def hourly_batch_within_slo(
+    champion_model: ChampionRecord,
+    feature_table: AssetSlices,
+    market_data: MarketDataResource,
+    gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
+    """Times ``predict_hours`` on one hour's feature rows for the configured universe: the call (and
+    inputs) of the component_predictions asset, on the last hours the champion was selected on."""
     model = champion_model.result.champion
-    frame = _segment_features(feature_table, champion_model).head(200)
-    rows = [frame.iloc[[i]] for i in range(len(frame))]
-    return _result(
-        gates.latency_within_slo(
-            lambda i: model.predict_proba(rows[i]), slo_ms=gate_settings.latency_slo_ms, n=len(rows)
-        )
+    frame = _segment_features(feature_table, champion_model)
+    hours = pd.DatetimeIndex(frame["timestamp"].unique()).sort_values()[-gate_settings.latency_hours :]
+    by_hour = [frame[frame["timestamp"] == h] for h in hours]
+    universe = list(market_data.symbols)
+    gate = gates.hourly_batch_within_slo(
+        lambda i: predict_hours(by_hour[i], model, hours=[hours[i]], universe=universe),
+        n_hours=len(by_hour),
+        n_symbols=len(universe),
+        slo_ms=gate_settings.hourly_batch_slo_ms,
     )
+    gate.metadata["hours"] = f"{hours[0]} .. {hours[-1]}"
+    return _result(gate)
+
+
+BARS = {
+    "hourly_bars": dg.AssetIn(key=hourly_bars_asset.key),
+    "index_proxy_bars": dg.AssetIn(key=index_proxy_bars_asset.key),
+}
+
+
+@gate("the API path: p99 of a whole POST /predict (in process, the champion) is within the SLO", reads=BARS)
+def api_predict_within_slo(
+    champion_model: ChampionRecord,
+    hourly_bars: AssetSlices,
+    index_proxy_bars: AssetSlices,
+    gate_settings: GateSettings,
+) -> dg.AssetCheckResult:
+    """Times ``POST /predict`` through the real app (api.latency: routes, validation, batcher, features,
+    model, response) serving the champion, one request per constituent with its last warm-up + 1 bars
+    before the end of the validation window."""
+    model = champion_model.result.champion
+    config = model.feature_config
+    end = champion_model.result.validation["timestamp"].max()
+    start = end - pd.Timedelta(days=max(14, config.warmup))  # calendar days: >= warm-up + 1 trading hours
+    bars = hourly_bars.read_between(start, end)
+    proxy = None
+    if config.index_context:
+        proxy = index_proxy_bars.read_between(start, end)
+        proxy = proxy[proxy["symbol"] == config.proxy_symbol]
+    bodies = request_bodies(bars, config.warmup + 1, proxy, limit=gate_settings.latency_requests)
+    if not bodies:
+        raise dg.Failure(f"no symbol has {config.warmup + 1} stored bars between {start} and {end}")
+    info = ModelInfo(champion_model.model_name, str(champion_model.version), None)
+    with (
+        tempfile.TemporaryDirectory(prefix="mm-api-latency-") as root,
+        post_predict_client(model, info, Path(root)) as post,
+    ):
+        gate = gates.api_predict_within_slo(
+            lambda i: post(bodies[i]), n=len(bodies), slo_ms=gate_settings.api_predict_slo_ms
+        )
+    gate.metadata["bars_per_request"] = config.warmup + 1
+    return _result(gate)
 
 
 @gate("the registered model loads and predicts", reads=FEATURES)
@@ -293,6 +358,7 @@ GATE_CHECKS = [
     signal_beats_flat_and_buy_and_hold,
     champion_not_worse_than_production,
     feature_drift_is_below_limit,
-    latency_within_slo,
+    hourly_batch_within_slo,
+    api_predict_within_slo,
     model_loads_and_predicts,
 ]
