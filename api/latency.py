@@ -10,6 +10,7 @@ context) as a client would send them.
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +18,13 @@ from typing import Any
 
 import pandas as pd
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from api.inference import PredictBatcher
 from api.main import create_app
 from api.model_service import ModelUnavailableError, ServedModel, _model_symbols
 from api.settings import Settings
 from api.store_service import StoreService
+from market_master.lib import gates
 from market_master.lib.prediction import ModelInfo
 
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
@@ -68,6 +69,8 @@ def in_process_app(model: Any, info: ModelInfo, data_root: Path) -> FastAPI:
 @contextmanager
 def post_predict_client(model: Any, info: ModelInfo, data_root: Path) -> Iterator[Callable[[dict], Any]]:
     """A function sending one body as `POST /predict` to `in_process_app` (raises unless HTTP 200)."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - its import warns (starlette/httpx)
+
     app = in_process_app(model, info, data_root)
     client = TestClient(app)  # no `with`: the lifespan (registry load, polling) is not run
     try:
@@ -114,3 +117,30 @@ def request_bodies(
         if limit is not None and len(bodies) >= limit:
             break
     return bodies
+
+
+def api_predict_latency(
+    model: Any,
+    info: ModelInfo,
+    bars: pd.DataFrame,
+    proxy_bars: pd.DataFrame | None = None,
+    n_requests: int = 100,
+    slo_ms: float = gates.API_PREDICT_SLO_MS,
+    rounds: int = 3,
+) -> gates.GateResult:
+    """`api_predict_within_slo` on the serving path itself: up to `n_requests` whole ``POST /predict``
+    requests (one per symbol of `bars`, its last warm-up + 1 bars) to `in_process_app` serving `model`."""
+    config = model.feature_config
+    proxy = proxy_bars if config.index_context else None
+    bodies = request_bodies(bars, config.warmup + 1, proxy, limit=n_requests)
+    if not bodies:
+        raise ValueError(f"api_predict_latency: no symbol has {config.warmup + 1} bars to send")
+    with (
+        tempfile.TemporaryDirectory(prefix="mm-api-latency-") as root,
+        post_predict_client(model, info, Path(root)) as post,
+    ):
+        gate = gates.api_predict_within_slo(
+            lambda i: post(bodies[i]), n=len(bodies), slo_ms=slo_ms, rounds=rounds
+        )
+    gate.metadata["bars_per_request"] = config.warmup + 1
+    return gate

@@ -262,6 +262,35 @@ def hourly_batch_within_slo(
     return gate
 
 
+def hourly_batch_latency(
+    model: object,
+    features: pd.DataFrame,
+    universe: Sequence[str],
+    n_hours: int = 20,
+    slo_ms: float = HOURLY_BATCH_SLO_MS,
+    rounds: int = 3,
+) -> GateResult:
+    """`hourly_batch_within_slo` on the serving path itself: ``prediction.predict_hours`` (the function
+    the component_predictions asset calls) on ONE hour's feature rows for the whole `universe`, for each
+    of the last `n_hours` hours of `features` (a feature_table slice)."""
+    from market_master.lib.prediction import predict_hours  # noqa: PLC0415 - prediction imports calendars
+
+    hours = pd.DatetimeIndex(features["timestamp"].unique()).sort_values()[-n_hours:]
+    if len(hours) == 0:
+        raise ValueError("hourly_batch_latency: no feature rows to time")
+    by_hour = [features[features["timestamp"] == h] for h in hours]
+    symbols = list(universe)
+    gate = hourly_batch_within_slo(
+        lambda i: predict_hours(by_hour[i], model, hours=[hours[i]], universe=symbols),
+        n_hours=len(hours),
+        n_symbols=len(symbols),
+        slo_ms=slo_ms,
+        rounds=rounds,
+    )
+    gate.metadata["hours"] = f"{hours[0]} .. {hours[-1]}"
+    return gate
+
+
 def api_predict_within_slo(
     post_predict: Callable[[int], object], n: int, slo_ms: float = API_PREDICT_SLO_MS, rounds: int = 3
 ) -> GateResult:

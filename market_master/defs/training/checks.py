@@ -9,15 +9,12 @@ GATE_NAMES passed in the run that materialized it.
 
 import functools
 import inspect
-import tempfile
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from api.latency import post_predict_client, request_bodies
 from market_master.defs.features.assets import feature_table as feature_table_asset
 from market_master.defs.ingestion.assets import hourly_bars as hourly_bars_asset
 from market_master.defs.ingestion.proxy import index_proxy_bars as index_proxy_bars_asset
@@ -31,7 +28,7 @@ from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.model_status import record_gate_verdict, verdict_from_check
-from market_master.lib.prediction import ModelInfo, predict_hours
+from market_master.lib.prediction import ModelInfo
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
 from market_master.lib.storage import AssetSlices
 
@@ -284,20 +281,15 @@ def hourly_batch_within_slo(
     market_data: MarketDataResource,
     gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
-    """Times ``predict_hours`` on one hour's feature rows for the configured universe: the call (and
-    inputs) of the component_predictions asset, on the last hours the champion was selected on."""
-    model = champion_model.result.champion
-    frame = _segment_features(feature_table, champion_model)
-    hours = pd.DatetimeIndex(frame["timestamp"].unique()).sort_values()[-gate_settings.latency_hours :]
-    by_hour = [frame[frame["timestamp"] == h] for h in hours]
-    universe = list(market_data.symbols)
-    gate = gates.hourly_batch_within_slo(
-        lambda i: predict_hours(by_hour[i], model, hours=[hours[i]], universe=universe),
-        n_hours=len(by_hour),
-        n_symbols=len(universe),
+    """Times ``predict_hours`` (the component_predictions asset's call) on one hour's feature rows for
+    the configured universe, over the last hours the champion was selected on."""
+    gate = gates.hourly_batch_latency(
+        champion_model.result.champion,
+        _segment_features(feature_table, champion_model),
+        market_data.symbols,
+        n_hours=gate_settings.latency_hours,
         slo_ms=gate_settings.hourly_batch_slo_ms,
     )
-    gate.metadata["hours"] = f"{hours[0]} .. {hours[-1]}"
     return _result(gate)
 
 
@@ -314,30 +306,27 @@ def api_predict_within_slo(
     index_proxy_bars: AssetSlices,
     gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
-    """Times ``POST /predict`` through the real app (api.latency: routes, validation, batcher, features,
-    model, response) serving the champion, one request per constituent with its last warm-up + 1 bars
-    before the end of the validation window."""
+    """Times whole ``POST /predict`` requests through the real app (api.latency: routes, validation,
+    batcher, features, model, response) serving the champion, one per constituent with its last
+    warm-up + 1 bars before the end of the validation window."""
+    from api.latency import api_predict_latency  # noqa: PLC0415 - FastAPI only when the gate runs
+
     model = champion_model.result.champion
     config = model.feature_config
     end = champion_model.result.validation["timestamp"].max()
     start = end - pd.Timedelta(days=max(14, config.warmup))  # calendar days: >= warm-up + 1 trading hours
-    bars = hourly_bars.read_between(start, end)
     proxy = None
     if config.index_context:
         proxy = index_proxy_bars.read_between(start, end)
         proxy = proxy[proxy["symbol"] == config.proxy_symbol]
-    bodies = request_bodies(bars, config.warmup + 1, proxy, limit=gate_settings.latency_requests)
-    if not bodies:
-        raise dg.Failure(f"no symbol has {config.warmup + 1} stored bars between {start} and {end}")
-    info = ModelInfo(champion_model.model_name, str(champion_model.version), None)
-    with (
-        tempfile.TemporaryDirectory(prefix="mm-api-latency-") as root,
-        post_predict_client(model, info, Path(root)) as post,
-    ):
-        gate = gates.api_predict_within_slo(
-            lambda i: post(bodies[i]), n=len(bodies), slo_ms=gate_settings.api_predict_slo_ms
-        )
-    gate.metadata["bars_per_request"] = config.warmup + 1
+    gate = api_predict_latency(
+        model,
+        ModelInfo(champion_model.model_name, str(champion_model.version), None),
+        hourly_bars.read_between(start, end),
+        proxy,
+        n_requests=gate_settings.latency_requests,
+        slo_ms=gate_settings.api_predict_slo_ms,
+    )
     return _result(gate)
 
 
