@@ -1,4 +1,5 @@
-"""Single-row predict latency of the champion candidates, the way the latency gate measures it.
+"""Single-row predict latency of the champion candidates (what the retired single-row latency gate timed;
+the gates now time the serving paths: benchmarks/bench_latency_paths.py).
 
 Claim (issue: latency judged where it matters): sklearn's HistGradientBoostingClassifier spends its
 single-row time in per-tree overhead (500 trees = 100 iterations x 5 classes); lib.compiled_trees walks

@@ -9,12 +9,16 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from market_master.lib.compiled_trees import compile_hgbt
+from market_master.lib.compiled_trees import StackedTrees, compile_hgbt
 from market_master.lib.features import FeatureConfig
 from market_master.lib.labels import CLASSES, SCORES, LabelThresholds
 
 PROBA_COLUMNS = [f"p_{c}" for c in CLASSES]
 FAST_PATH_MAX_ROWS = 64
+# compiled trees (lib/compiled_trees.py) stay on the numpy path for a whole hour of an index-sized universe:
+# sklearn's HGBT predict would start its OpenMP pool (2 spinning threads: 9 ms CPU for ONE row at 124
+# columns, benchmarks/bench_latency_paths.py) where the compiled walk takes ~0.2 ms
+COMPILED_FAST_PATH_MAX_ROWS = 2048
 SCORE_VECTOR = np.array([SCORES[c] for c in CLASSES], dtype=float)
 
 
@@ -63,13 +67,20 @@ class ComponentModel:
         out = np.zeros((len(x), len(self.classes)))
         if len(x) == 0:
             return out
-        if len(x) <= FAST_PATH_MAX_ROWS and self._fast_parts() is not None:
+        if self._fast_path_applies(len(x)):
             p = self._fast_predict(x)
         else:
             p = self.estimator.predict_proba(x)
         fitted = [int(c) for c in self.estimator.classes_]
         out[:, fitted] = p
         return out
+
+    def _fast_path_applies(self, n_rows: int) -> bool:
+        parts = self._fast_parts()
+        if parts is None:
+            return False
+        limit = COMPILED_FAST_PATH_MAX_ROWS if isinstance(parts[3], StackedTrees) else FAST_PATH_MAX_ROWS
+        return n_rows <= limit
 
     def _fast_parts(self):
         """(mean, scale, categories, classifier) from the fitted Pipeline(pre=ColumnTransformer, clf), or None."""
@@ -103,8 +114,9 @@ class ComponentModel:
     def predict_proba_arrays(self, symbols: np.ndarray, x: np.ndarray) -> np.ndarray | None:
         """`predict_proba` of rows given as arrays (`symbols` (n,), `x` (n, len(feature_columns)) in
         `feature_columns` order, all finite): the numpy fast path without a DataFrame, or None when the
-        fast path does not apply (too many rows, or an estimator it does not understand)."""
-        if len(x) == 0 or len(x) > FAST_PATH_MAX_ROWS or self._fast_parts() is None:
+        fast path does not apply (more than FAST_PATH_MAX_ROWS rows, COMPILED_FAST_PATH_MAX_ROWS for
+        compiled trees, or an estimator it does not understand)."""
+        if len(x) == 0 or not self._fast_path_applies(len(x)):
             return None
         out = np.zeros((len(x), len(self.classes)))
         out[:, [int(c) for c in self.estimator.classes_]] = self._fast_predict_arrays(

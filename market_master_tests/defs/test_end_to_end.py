@@ -23,7 +23,12 @@ def test_planted_signal_promotes_then_null_does_not_then_rollback(isolated_home,
     assert cli.main([*ARGS, "--predictability", "1.0"]) == 0
     out = capsys.readouterr().out
     assert "Production: (unset) -> v1" in out
-    for gate in ("champion_beats_baseline", "model_loads_and_predicts", "latency_within_slo"):
+    for gate in (
+        "champion_beats_baseline",
+        "model_loads_and_predicts",
+        "hourly_batch_within_slo",
+        "api_predict_within_slo",
+    ):
         assert f"gate {gate}" in out
     assert "FAIL" not in out
     assert "decision" in out and "covered weight" in out

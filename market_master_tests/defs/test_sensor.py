@@ -49,7 +49,7 @@ def test_passing_champion_yields_exactly_one_run_request_with_idempotent_key():
 
 
 @pytest.mark.parametrize(
-    "failing", [{"champion_beats_baseline"}, {"latency_within_slo", "feature_drift_is_below_limit"}]
+    "failing", [{"champion_beats_baseline"}, {"hourly_batch_within_slo", "feature_drift_is_below_limit"}]
 )
 def test_failing_gate_yields_no_run_request_and_names_the_gate(failing):
     with dg.instance_for_test() as instance:

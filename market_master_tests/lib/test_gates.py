@@ -10,10 +10,11 @@ import pytest
 
 from market_master.lib.gates import (
     all_passed,
+    api_predict_within_slo,
     champion_beats_baseline,
     champion_not_worse_than_production,
     feature_drift_below_limit,
-    latency_within_slo,
+    hourly_batch_within_slo,
     model_loads_and_predicts,
     signal_beats_flat_and_buy_and_hold,
     signal_has_index_timing_skill,
@@ -102,17 +103,23 @@ def _burn(seconds: float) -> None:
         pass
 
 
-def test_latency_within_slo_judges_the_cpu_the_model_spends():
-    fast = latency_within_slo(lambda i: None, slo_ms=5.0, n=50, rounds=2)
-    assert fast.passed and "CPU time" in fast.metadata["measured_as"]
-    slow = latency_within_slo(lambda i: _burn(0.003), slo_ms=1.0, n=20, rounds=2)
-    assert not slow.passed and slow.metadata["p99_ms"] >= 3.0
+def test_latency_gates_judge_the_cpu_the_serving_path_spends():
+    fast = hourly_batch_within_slo(lambda i: None, n_hours=20, n_symbols=100, slo_ms=5.0, rounds=2)
+    assert (
+        fast.passed and fast.name == "hourly_batch_within_slo" and "CPU time" in fast.metadata["measured_as"]
+    )
+    assert fast.metadata["n_symbols"] == 100 and fast.metadata["slo_ms"] == 5.0
+    slow = hourly_batch_within_slo(lambda i: _burn(0.003), n_hours=10, n_symbols=3, slo_ms=1.0, rounds=2)
+    assert not slow.passed and slow.metadata["p99_ms"] >= 3.0 and "> SLO 1 ms" in slow.reason
+    api_slow = api_predict_within_slo(lambda i: _burn(0.003), n=10, slo_ms=1.0, rounds=2)
+    assert api_slow.name == "api_predict_within_slo" and not api_slow.passed
+    assert api_predict_within_slo(lambda i: None, n=10, slo_ms=5.0, rounds=1).passed
 
 
-def test_latency_within_slo_is_not_flipped_by_time_the_process_spends_waiting():
+def test_latency_gates_are_not_flipped_by_time_the_process_spends_waiting():
     """A call pre-empted by another process (here: sleeping, no CPU) takes wall time, not CPU time: the
     verdict stays PASS and the wall-clock p99 is reported beside it."""
-    waited = latency_within_slo(lambda i: time.sleep(0.006), slo_ms=5.0, n=10, rounds=1)
+    waited = api_predict_within_slo(lambda i: time.sleep(0.006), slo_ms=5.0, n=10, rounds=1)
     assert waited.passed, waited.reason
     assert waited.metadata["p99_wall_ms"] >= 6.0 and waited.metadata["p99_ms"] < 5.0
 

@@ -16,7 +16,9 @@ import pandas as pd
 from pydantic import Field
 
 from market_master.defs.features.assets import feature_table as feature_table_asset
-from market_master.defs.resources import MlflowResource
+from market_master.defs.ingestion.assets import hourly_bars as hourly_bars_asset
+from market_master.defs.ingestion.proxy import index_proxy_bars as index_proxy_bars_asset
+from market_master.defs.resources import MarketDataResource, MlflowResource
 from market_master.defs.training.assets import ChampionRecord
 from market_master.defs.training.assets import champion_model as champion_asset
 from market_master.defs.training.walk_forward import WalkForwardHistory
@@ -26,6 +28,7 @@ from market_master.lib.aliases import PRODUCTION_ALIAS
 from market_master.lib.evaluation import macro_f1
 from market_master.lib.mlflow_adapter import MlflowAdapter
 from market_master.lib.model_status import record_gate_verdict, verdict_from_check
+from market_master.lib.prediction import ModelInfo
 from market_master.lib.psi import CURRENT_WINDOW_SESSIONS, DEFAULT_PSI_THRESHOLD, DRIFTED_SHARE_LIMIT
 from market_master.lib.storage import AssetSlices
 
@@ -35,7 +38,8 @@ GATE_NAMES = (
     "signal_beats_flat_and_buy_and_hold",
     "champion_not_worse_than_production",
     "feature_drift_is_below_limit",
-    "latency_within_slo",
+    "hourly_batch_within_slo",
+    "api_predict_within_slo",
     "model_loads_and_predicts",
 )
 
@@ -114,7 +118,15 @@ class GateSettings(dg.ConfigurableResource):
     drift_window_days: int = Field(
         default=CURRENT_WINDOW_SESSIONS, description="latest trading days compared with the training window"
     )
-    latency_slo_ms: float = gates.LATENCY_SLO_MS
+    hourly_batch_slo_ms: float = Field(
+        default=gates.HOURLY_BATCH_SLO_MS,
+        description="hourly path: CPU ms to predict every constituent of one hour (predict_hours), p99",
+    )
+    api_predict_slo_ms: float = Field(
+        default=gates.API_PREDICT_SLO_MS, description="API path: CPU ms of one whole POST /predict, p99"
+    )
+    latency_hours: int = Field(default=20, description="hours the hourly-batch gate times")
+    latency_requests: int = Field(default=100, description="POST /predict requests the API gate times")
 
 
 def _result(gate: gates.GateResult) -> dg.AssetCheckResult:
@@ -262,18 +274,60 @@ def feature_drift_is_below_limit(
     return _result(gate)
 
 
-@gate("single-row predict p99 under the SLO", reads=FEATURES)
-def latency_within_slo(
-    champion_model: ChampionRecord, feature_table: AssetSlices, gate_settings: GateSettings
+@gate("the hourly path: predicting every constituent of one hour is within the SLO", reads=FEATURES)
+def hourly_batch_within_slo(
+    champion_model: ChampionRecord,
+    feature_table: AssetSlices,
+    market_data: MarketDataResource,
+    gate_settings: GateSettings,
 ) -> dg.AssetCheckResult:
-    model = champion_model.result.champion
-    frame = _segment_features(feature_table, champion_model).head(200)
-    rows = [frame.iloc[[i]] for i in range(len(frame))]
-    return _result(
-        gates.latency_within_slo(
-            lambda i: model.predict_proba(rows[i]), slo_ms=gate_settings.latency_slo_ms, n=len(rows)
-        )
+    """Times ``predict_hours`` (the component_predictions asset's call) on one hour's feature rows for
+    the configured universe, over the last hours the champion was selected on."""
+    gate = gates.hourly_batch_latency(
+        champion_model.result.champion,
+        _segment_features(feature_table, champion_model),
+        market_data.symbols,
+        n_hours=gate_settings.latency_hours,
+        slo_ms=gate_settings.hourly_batch_slo_ms,
     )
+    return _result(gate)
+
+
+BARS = {
+    "hourly_bars": dg.AssetIn(key=hourly_bars_asset.key),
+    "index_proxy_bars": dg.AssetIn(key=index_proxy_bars_asset.key),
+}
+
+
+@gate("the API path: p99 of a whole POST /predict (in process, the champion) is within the SLO", reads=BARS)
+def api_predict_within_slo(
+    champion_model: ChampionRecord,
+    hourly_bars: AssetSlices,
+    index_proxy_bars: AssetSlices,
+    gate_settings: GateSettings,
+) -> dg.AssetCheckResult:
+    """Times whole ``POST /predict`` requests through the real app (api.latency: routes, validation,
+    batcher, features, model, response) serving the champion, one per constituent with its last
+    warm-up + 1 bars before the end of the validation window."""
+    from api.latency import api_predict_latency  # noqa: PLC0415 - FastAPI only when the gate runs
+
+    model = champion_model.result.champion
+    config = model.feature_config
+    end = champion_model.result.validation["timestamp"].max()
+    start = end - pd.Timedelta(days=max(14, config.warmup))  # calendar days: >= warm-up + 1 trading hours
+    proxy = None
+    if config.index_context:
+        proxy = index_proxy_bars.read_between(start, end)
+        proxy = proxy[proxy["symbol"] == config.proxy_symbol]
+    gate = api_predict_latency(
+        model,
+        ModelInfo(champion_model.model_name, str(champion_model.version), None),
+        hourly_bars.read_between(start, end),
+        proxy,
+        n_requests=gate_settings.latency_requests,
+        slo_ms=gate_settings.api_predict_slo_ms,
+    )
+    return _result(gate)
 
 
 @gate("the registered model loads and predicts", reads=FEATURES)
@@ -293,6 +347,7 @@ GATE_CHECKS = [
     signal_beats_flat_and_buy_and_hold,
     champion_not_worse_than_production,
     feature_drift_is_below_limit,
-    latency_within_slo,
+    hourly_batch_within_slo,
+    api_predict_within_slo,
     model_loads_and_predicts,
 ]
