@@ -52,7 +52,7 @@ pg_bin() {
 # Postgres refuses to run as root: as root, the cluster belongs to the `postgres` user (Debian package).
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-wait_http() {  # url seconds
+wait_http() {  # url seconds [log file to show on timeout]
   local i
   for i in $(seq 1 "$2"); do
     if "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" \
@@ -60,6 +60,7 @@ wait_http() {  # url seconds
     sleep 1
   done
   echo "timed out after $2 s waiting for $1" >&2
+  [ -n "${3:-}" ] && [ -f "$3" ] && { echo "--- last lines of $3:" >&2; tail -n 40 "$3" >&2; }
   return 1
 }
 
@@ -106,11 +107,13 @@ PY
 
 start_mlflow() {
   eval "$(env_lines)"
-  start_bg mlflow "$BIN/mlflow" server \
+  # No job runner: it serves GenAI scorer jobs this project never submits, and it adds a tree of huey
+  # consumers (with an on-disk task store to recover after a kill -9) to every start and restart.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start_bg mlflow "$BIN/mlflow" server \
     --backend-store-uri "postgresql+psycopg2://$PG_USER@$HOST:$PG_PORT/mlflow" \
     --serve-artifacts --artifacts-destination "s3://$BUCKET/mlflow-artifacts" \
     --host "$HOST" --port "$MLFLOW_PORT" --workers 1
-  wait_http "http://$HOST:$MLFLOW_PORT/health" 180
+  wait_http "http://$HOST:$MLFLOW_PORT/health" 180 "$DIR/mlflow.log"
 }
 
 prepare_dagster_home() {
