@@ -13,15 +13,19 @@
 #   deploy/services.sh start-dagster  also a gRPC code server, the daemon and the webserver (optional)
 #   deploy/services.sh start-mlflow   (re)start the MLflow server alone
 #
-# Settings (env): MM_SERVICES_DIR (default /tmp/market-master-services), MM_PG_PORT (55432),
-# MM_S3_PORT (55433), MM_MLFLOW_PORT (55434), MM_BUCKET (market-master).
+# Settings (env): MM_SERVICES_DIR (default /tmp/market-master-services), MM_PG_PORT (25432),
+# MM_S3_PORT (25433), MM_MLFLOW_PORT (25434), MM_BUCKET (market-master).
+# The ports sit BELOW the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 here): a
+# port inside it is free while its server is down (the fault test kills the MLflow server), and the kernel
+# hands it out as the source port of any outgoing connection, which then holds it (also for 60 s in
+# TIME_WAIT) and the restarted server fails to bind with "address already in use" (seen in CI on 55434).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${MM_VENV_BIN:-$REPO/.venv/bin}"
 DIR="${MM_SERVICES_DIR:-/tmp/market-master-services}"
-PG_PORT="${MM_PG_PORT:-55432}"
-S3_PORT="${MM_S3_PORT:-55433}"
-MLFLOW_PORT="${MM_MLFLOW_PORT:-55434}"
+PG_PORT="${MM_PG_PORT:-25432}"
+S3_PORT="${MM_S3_PORT:-25433}"
+MLFLOW_PORT="${MM_MLFLOW_PORT:-25434}"
 BUCKET="${MM_BUCKET:-market-master}"
 HOST=127.0.0.1
 PG_USER=market_master
@@ -52,9 +56,26 @@ pg_bin() {
 # Postgres refuses to run as root: as root, the cluster belongs to the `postgres` user (Debian package).
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-wait_http() {  # url seconds [log file to show on timeout]
+port_free() {  # port seconds: wait until the port can be bound on $HOST, else say who holds it
   local i
   for i in $(seq 1 "$2"); do
+    if "$BIN/python" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], int(sys.argv[2])))" \
+      "$HOST" "$1" 2>/dev/null; then return 0; fi
+    sleep 1
+  done
+  echo "port $HOST:$1 still taken after $2 s:" >&2
+  ss -tanp "( sport = :$1 )" >&2 || true
+  return 1
+}
+
+wait_http() {  # url seconds [log file to show on timeout] [name: fail as soon as its process group is gone]
+  local i
+  for i in $(seq 1 "$2"); do
+    if [ -n "${4:-}" ] && ! kill -0 -- "-$(cat "$DIR/$4.pid")" 2>/dev/null; then
+      echo "$4 exited before answering $1" >&2
+      [ -n "${3:-}" ] && [ -f "$3" ] && { echo "--- last lines of $3:" >&2; tail -n 40 "$3" >&2; }
+      return 1
+    fi
     if "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" \
       >/dev/null 2>&1; then return 0; fi
     sleep 1
@@ -107,13 +128,14 @@ PY
 
 start_mlflow() {
   eval "$(env_lines)"
+  port_free "$MLFLOW_PORT" 60
   # No job runner: it serves GenAI scorer jobs this project never submits, and it adds a tree of huey
   # consumers (with an on-disk task store to recover after a kill -9) to every start and restart.
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start_bg mlflow "$BIN/mlflow" server \
     --backend-store-uri "postgresql+psycopg2://$PG_USER@$HOST:$PG_PORT/mlflow" \
     --serve-artifacts --artifacts-destination "s3://$BUCKET/mlflow-artifacts" \
     --host "$HOST" --port "$MLFLOW_PORT" --workers 1
-  wait_http "http://$HOST:$MLFLOW_PORT/health" 180 "$DIR/mlflow.log"
+  wait_http "http://$HOST:$MLFLOW_PORT/health" 180 "$DIR/mlflow.log" mlflow
 }
 
 prepare_dagster_home() {
