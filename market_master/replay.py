@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from market_master.lib import calendar
+from market_master.lib import cadence, calendar
+from market_master.lib.backtest import backtest_report, forward_returns
 from market_master.lib.replay_plan import HOURLY, MONITORING, RETRAIN, ReplayPlan, Tick, progress_bar
 from market_master.lib.track_record import (
     Deployment,
@@ -39,6 +40,8 @@ from market_master.lib.walk_forward import WalkForwardResult
 from market_master.local_run import LocalRunner, RunFailed, range_tags
 
 SIMULATED_TIME_TAG = "market_master/simulated_time"
+# failures are reported in the hour's line (first error line), not as Dagster's ERROR log with stack traces
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 REPLAY_TAG = "market_master/replay"
 
 
@@ -60,6 +63,35 @@ class ReplayResult:
     def hours_per_minute(self) -> float:
         """Simulated trading hours replayed per wall-clock minute (bootstrap excluded)."""
         return 60.0 * len(self.hours) / self.seconds if self.seconds else float("nan")
+
+    def summary(self) -> dict:
+        """JSON-able numbers of the replay, with a one-line `line`."""
+        h = self.hours
+        signals = int(h["model_version"].notna().sum()) if len(h) else 0
+        failed = int(h["error"].notna().sum()) if len(h) else 0
+        decisions = h["decision"].value_counts().to_dict() if len(h) else {}
+        skipped_hours = [s for s in self.skipped if s["schedule"] == cadence.HOURLY_SIGNAL_SCHEDULE]
+        line = (
+            f"replayed {len(h)} trading hours in {self.seconds:.0f} s ({self.hours_per_minute:.1f} hours/minute; "
+            f"bootstrap {self.bootstrap_seconds:.0f} s): {signals} signals, {failed} failed hourly runs, "
+            f"{len(self.retrains)} retrains, promotions: "
+            + (", ".join(f"v{p['version']} at {_at(p['at'])}" for p in self.promotions) or "none")
+            + f"; {len(skipped_hours)} hourly ticks skipped (holidays, half-day afternoons)"
+        )
+        return {
+            "line": line,
+            "hours": len(h),
+            "signals": signals,
+            "failed_hours": failed,
+            "decisions": decisions,
+            "retrains": self.retrains,
+            "promotions": self.promotions,
+            "skipped_hourly_ticks": len(skipped_hours),
+            "skipped_ticks": [{**s, "at": str(s["at"])} for s in self.skipped],
+            "seconds": round(self.seconds, 1),
+            "bootstrap_seconds": round(self.bootstrap_seconds, 1),
+            "hours_per_minute": round(self.hours_per_minute, 2),
+        }
 
 
 @dataclass
@@ -95,6 +127,7 @@ class Replayer:
     retrain_run_config: dict = field(default_factory=dict)
     echo: bool = True
     out: Callable[[str], None] = print
+    force_first: bool = False
     sensor_cursor: str | None = None
     retrains: list[dict] = field(default_factory=list)
     promotions: list[dict] = field(default_factory=list)
@@ -113,9 +146,26 @@ class Replayer:
         started = time.perf_counter()
         first, last = calendar.partition_key(first_bar), calendar.partition_key(last_bar)
         self._say(f"bootstrap: backfill {first} .. {last} (ingest_job, one range run)")
-        self.runner.run("ingest_job", tags={**range_tags(first, last), REPLAY_TAG: "bootstrap"})
+        self.runner.run(
+            "ingest_job", run_config=QUIET, tags={**range_tags(first, last), REPLAY_TAG: "bootstrap"}
+        )
         at = calendar.bar_end(last_bar)
         self._retrain(Tick(at, RETRAIN, "bootstrap"), dg.RunRequest(run_key=f"bootstrap-{last}"))
+        record = self.retrains[-1]
+        if self.force_first and record.get("version") and not record.get("promoted"):
+            move = self.runner.move_production(
+                {
+                    "version": record["version"],
+                    "force": True,
+                    "actor": "market-master replay --force-first",
+                    "reason": "replay --force-first: the bootstrap champion serves although its gates failed",
+                }
+            )
+            record["promoted"] = record["version"]
+            self.promotions.append({"at": at, "version": record["version"], "forced": True})
+            self._say(
+                f"{_at(at)}  FORCED: Production -> v{move['to_version']} (--force-first; gates: {move['gates']})"
+            )
         return time.perf_counter() - started
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -136,12 +186,17 @@ class Replayer:
             data = self._schedule(tick.schedule).evaluate_tick(context)
             if tick.kind == HOURLY:
                 done += 1
-            requests = [r for r in data.run_requests or [] if r.run_key not in self._run_keys]
+            # the daemon launches a run key once; runs without a key (retrain, monitoring) every tick
+            requests = [
+                r for r in data.run_requests or [] if r.run_key is None or r.run_key not in self._run_keys
+            ]
             if not requests:
-                skipped.append({"at": tick.at, "schedule": tick.schedule, "reason": data.skip_message})
+                reason = data.skip_message or "run key already launched"
+                skipped.append({"at": tick.at, "schedule": tick.schedule, "reason": reason})
                 continue
             for request in requests:
-                self._run_keys.add(request.run_key)
+                if request.run_key is not None:
+                    self._run_keys.add(request.run_key)
                 if tick.kind == HOURLY:
                     row = self._hourly(tick, request)
                     hours.append(row)
@@ -176,7 +231,7 @@ class Replayer:
             self.runner.run(
                 self._schedule(tick.schedule).job_name,
                 partition_key=key,
-                run_config=request.run_config or None,
+                run_config=_merge(QUIET, request.run_config or {}),
                 tags=self._tags(tick, request),
             )
         except RunFailed as exc:
@@ -232,9 +287,29 @@ class Replayer:
         )
         return TrackRecord(served, lookahead_violations(served), wf, compare_signals(replayed, wf.signal))
 
+    def backtest(self, hours: pd.DatetimeIndex, cost_bps: float = 1.0) -> dict:
+        """The backtest report (lib.backtest.backtest_report, the one batch and the assets use) of the
+        replayed decisions for `hours` against the stored index proxy's next-bar return. The trial count
+        is the walk-forward's (every candidate x decision rule x threshold pair the retrains tried)."""
+        resources = self.runner.defs.resources
+        store, objects = resources["storage"].partitions(), resources["storage"].objects()
+        keys = [calendar.partition_key(h) for h in hours]
+        stored = set(store.keys("index_signal"))
+        signal = store.read("index_signal", [k for k in keys if k in stored])
+        bars = store.read("index_proxy_bars", [k for k in store.keys("index_proxy_bars")])
+        if signal.empty or bars.empty:
+            raise ValueError("the replay stored no index_signal or no index_proxy_bars to backtest")
+        symbol = str(bars["symbol"].iloc[0])
+        n_trials = objects.read("walk_forward_history").result.n_trials
+        report = backtest_report(
+            signal[["hour", "decision"]], forward_returns(bars, symbol), cost_bps, n_trials
+        )
+        report["proxy"] = symbol
+        return report
+
     def _retrain(self, tick: Tick, request: dg.RunRequest) -> None:
         t0 = time.perf_counter()
-        run_config = _merge(request.run_config or {}, self.retrain_run_config)
+        run_config = _merge(_merge(QUIET, request.run_config or {}), self.retrain_run_config)
         try:
             result = self.runner.run(
                 "retrain_job", allow_failed_gates=True, run_config=run_config, tags=self._tags(tick, request)
@@ -245,7 +320,13 @@ class Replayer:
             return
         meta = result.asset_materializations_for_node("champion_model")[0].metadata
         version = str(meta["model_version"].value)
-        record = {"at": tick.at, "version": version, "seconds": time.perf_counter() - t0}
+        record = {
+            "at": tick.at,
+            "version": version,
+            "run_id": result.run_id,
+            "gates_passed": _gates_passed(self.runner.instance, result.run_id),
+            "seconds": time.perf_counter() - t0,
+        }
         promoted = self._tick_sensor(tick)
         record["promoted"] = promoted
         self.retrains.append(record)
@@ -269,11 +350,22 @@ class Replayer:
     def _monitoring(self, tick: Tick, request: dg.RunRequest) -> None:
         try:
             self.runner.run(
-                "monitoring_job", run_config=request.run_config or None, tags=self._tags(tick, request)
+                "monitoring_job",
+                run_config=_merge(QUIET, request.run_config or {}),
+                tags=self._tags(tick, request),
             )
             self._say(f"{_at(tick.at)}  monitoring_job done")
         except RunFailed as exc:
             self._say(f"{_at(tick.at)}  monitoring FAILED: {str(exc).splitlines()[-1].strip()}")
+
+
+def _gates_passed(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether every gate check of the retrain run passed (what the sensor decides on)."""
+    from market_master.defs.promotion.verdicts import gate_verdicts
+    from market_master.defs.training.checks import GATE_NAMES
+
+    passed = gate_verdicts(instance, run_id).passed
+    return all(passed.get(gate) is True for gate in GATE_NAMES)
 
 
 def _window_end(window: str | None, version: str) -> pd.Timestamp:
