@@ -316,7 +316,9 @@ class Replayer:
             )
         except RunFailed as exc:
             self._say(f"{_at(tick.at)}  retrain FAILED: {str(exc).splitlines()[-1].strip()}")
-            self.retrains.append({"at": tick.at, "version": None, "error": str(exc)})
+            self.retrains.append(
+                {"at": tick.at, "version": None, "promoted": None, "gates_passed": False, "error": str(exc)}
+            )
             return
         meta = result.asset_materializations_for_node("champion_model")[0].metadata
         version = str(meta["model_version"].value)
