@@ -248,7 +248,8 @@ class Replayer:
 
     def _stored_signal(self, key: str) -> dict:
         store = self.runner.defs.resources["storage"].partitions()
-        empty = {"model_version": None, "wss": float("nan"), "decision": "NO_SIGNAL", "covered_weight": 0.0}
+        # no stored signal for the hour (its run failed): not the pipeline's NO_SIGNAL decision, which is stored
+        empty = {"model_version": None, "wss": float("nan"), "decision": "(none)", "covered_weight": 0.0}
         if not store.exists("index_signal", key):
             return empty
         signal = store.read("index_signal", [key])
