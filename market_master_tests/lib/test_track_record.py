@@ -83,3 +83,12 @@ def test_compare_signals_flags_every_difference():
     b = b.iloc[:2]
     c = compare_signals(a, b)
     assert c["equal"].tolist() == [True, False, False]
+
+
+def test_explicit_folds_must_train_before_their_oos_sessions():
+    from market_master.lib.walk_forward import Fold, run_walk_forward
+
+    features = _features(["2023-11-06", "2023-11-07", "2023-11-08"]).assign(close=100.0)
+    overlapping = [Fold(0, 0, 2, 1, 3, select=True)]  # trains on a session it then predicts
+    with pytest.raises(ValueError, match="not train-before-OOS"):
+        run_walk_forward(features, {"A": 1.0}, folds=overlapping)
