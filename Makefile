@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test dagster mlflow-ui api lint services services-stop run-prod test-prod
+.PHONY: setup run test dagster dagster-live mlflow-ui api lint services services-stop run-prod test-prod
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -25,6 +25,10 @@ test: setup         ## the full test suite (what CI runs)
 dagster: setup      ## Dagster UI on http://127.0.0.1:3000
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/python -m market_master.cli dagster-home && \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+dagster-live: setup ## Dagster UI with market_data on yfinance (switch the schedules on there; README "Going live")
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/python -m market_master.cli dagster-home && \
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/dagster dev -w workspace.live.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: setup    ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -c 'from market_master import settings; print(settings.default_tracking_uri())') \

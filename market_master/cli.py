@@ -7,6 +7,7 @@ market-master promote --version 3 --reason "..."
 market-master rollback --reason "..."
 market-master history
 market-master status                   # Production, or why not (failed gates + numbers, next retrain)
+market-master replay --start D --end D  # the hourly loop over history, simulated clock (replay_command.py)
 """
 
 from __future__ import annotations
@@ -645,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="what serves, or why nothing does (failed gates, next retrain); signal freshness"
     ).set_defaults(func=cmd_status)
     sub.add_parser("dagster-home", help="create and print DAGSTER_HOME").set_defaults(func=cmd_dagster_home)
+    from market_master.replay_command import add_parser as add_replay_parser
+
+    add_replay_parser(sub)
     return p
 
 

@@ -266,13 +266,14 @@ class LocalRunner:
         ]
         return len(keys) * len(assets)
 
-    def tick_promotion_sensor(self) -> dg.SensorResult:
-        """One evaluation of the promotion sensor against the instance (it looks at the latest champion)."""
+    def tick_promotion_sensor(self, cursor: str | None = None) -> dg.SensorResult:
+        """One evaluation of the promotion sensor against the instance (it looks at the latest champion);
+        `cursor`: the previous tick's (a replay keeps it between ticks, as the daemon does)."""
         from market_master.defs.promotion.sensors import promote_champion_when_gates_pass
         from market_master.defs.promotion.verdicts import CHAMPION
 
         context = dg.build_multi_asset_sensor_context(
-            monitored_assets=[CHAMPION], instance=self.instance, definitions=self.defs
+            monitored_assets=[CHAMPION], instance=self.instance, definitions=self.defs, cursor=cursor
         )
         return promote_champion_when_gates_pass.evaluate_tick(context)
 

@@ -34,7 +34,7 @@ retrain_schedule = dg.ScheduleDefinition(
     description="Retrain after the close on its own cadence (not every hour); the sensor promotes if gates pass.",
 )
 monitoring_schedule = dg.ScheduleDefinition(
-    name="daily_monitoring_schedule",
+    name=cadence.MONITORING_SCHEDULE,
     job=monitoring_job,
     cron_schedule=cadence.MONITORING_CRON,
     execution_timezone=calendar.TZ,

@@ -23,6 +23,7 @@ HOURLY_SIGNAL_SCHEDULE = "hourly_signal_schedule"
 RETRAIN_CRON = "30 17 * * 1-5"
 RETRAIN_SCHEDULE = "daily_retrain_schedule"
 MONITORING_CRON = "0 18 * * 1-5"
+MONITORING_SCHEDULE = "daily_monitoring_schedule"
 # A tick processes the bar that completed within this look-back (else: holiday / half-day afternoon).
 SIGNAL_TICK_LOOKBACK = pd.Timedelta(minutes=60)
 NO_GRACE = pd.Timedelta(0)

@@ -321,13 +321,17 @@ def run_walk_forward(
     grid: Sequence[tuple[float, float]] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     keep_models: bool = False,
+    folds: Sequence[Fold] | None = None,
 ) -> WalkForwardResult:
     """The out-of-sample history of ``training``'s procedure over ``features`` (see module docstring).
 
     ``proxy_forward``: the index proxy's next-bar return by decision hour (needed only to sweep
     thresholds). ``universe``: the constituents predicted each hour (default: every symbol of
     ``features``). ``progress(done, total, message)`` is called after each fold. ``keep_models``: keep
-    each fold's fitted model in ``models`` (tests inspect them; the asset does not store them)."""
+    each fold's fitted model in ``models`` (tests inspect them; the asset does not store them).
+    ``folds``: explicit fold boundaries (session indices of the post-warm-up hours, e.g. the deployments
+    of a replay: ``lib.track_record.deployment_folds``) instead of ``plan_folds``' cadence; each must
+    train strictly before its OOS sessions."""
     t_start = time.perf_counter()
     training = training or TrainingConfig()
     frame = features.sort_values(["symbol", "timestamp"], ignore_index=True)
@@ -335,7 +339,12 @@ def run_walk_forward(
     universe = sorted(frame["symbol"].unique()) if universe is None else sorted(universe)
     hours, session_of_hour = session_days(frame)
     n_sessions = int(session_of_hour.max()) + 1 if len(hours) else 0
-    folds = plan_folds(n_sessions, config)
+    folds = plan_folds(n_sessions, config) if folds is None else list(folds)
+    for fold in folds:
+        if not (0 <= fold.train_lo < fold.train_hi <= fold.oos_lo < fold.oos_hi <= n_sessions):
+            raise ValueError(
+                f"walk-forward: fold {fold} is not train-before-OOS within {n_sessions} sessions"
+            )
     if not folds:
         raise ValueError(
             f"walk-forward: {n_sessions} post-warm-up sessions leave no out-of-sample session after the first "
