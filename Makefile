@@ -20,7 +20,7 @@ run: setup          ## whole pipeline on the embedded synthetic default, offline
 	$(BIN)/market-master run
 
 test: setup         ## the full test suite (what CI runs)
-	$(BIN)/python -m pytest market_master_tests --durations=15 -rs
+	$(BIN)/python -m pytest market_master_tests -n 2 --dist loadfile --durations=15 -rs
 
 dagster: setup      ## Dagster UI on http://127.0.0.1:3000
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} $(BIN)/python -m market_master.cli dagster-home && \
