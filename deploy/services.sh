@@ -40,6 +40,7 @@ export DAGSTER_HOME=$DIR/dagster_home
 export DAGSTER_PG_HOST=$HOST DAGSTER_PG_PORT=$PG_PORT DAGSTER_PG_USER=$PG_USER DAGSTER_PG_PASSWORD= DAGSTER_PG_DB=dagster
 export AWS_ENDPOINT_URL=http://$HOST:$S3_PORT MLFLOW_S3_ENDPOINT_URL=http://$HOST:$S3_PORT
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+export DAGSTER_EVENT_BATCH_SIZE=100  # Postgres: 100 events per INSERT (range runs 4x faster, bench_backfill.py)
 EOF
 }
 

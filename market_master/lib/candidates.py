@@ -5,7 +5,7 @@ the training rows only; OneHotEncoder(handle_unknown="ignore") on `symbol`) then
 each pickled model < 50 MB, a single-row predict < 5 ms p99 with n_jobs=1, and all seven on ~170k rows
 within 10 minutes on 2 cores (benchmarks/bench_training.py):
 
-- RF / ET: 60 trees, max_depth 10, min_samples_leaf 50 (RF also bootstraps 25% of rows per tree).
+- RF / ET: 40 trees, max_depth 10, min_samples_leaf 50 (RF also bootstraps 25% of rows per tree).
 - GB: 40 stages of depth-3 trees, subsample 0.5, on at most `max_train_rows` = 40,000 training rows.
 - HGBT: 100 iterations, 15 leaves, min_samples_leaf 100, no early stopping.
 - MLP: (32, 16) ReLU, adam, early stopping, at most 40 epochs, on at most 60,000 rows.
@@ -123,8 +123,8 @@ def _logreg(seed: int) -> LogisticRegression:
 def candidate_specs(svc_max_rows: int = SVC_MAX_ROWS) -> dict[str, CandidateSpec]:
     """The seven candidates by name, with their bounds stated as params."""
     specs = [
-        CandidateSpec("RF", _rf, None, "60 trees, depth<=10, leaf>=50, 25% bootstrap rows"),
-        CandidateSpec("ET", _et, None, "60 trees, depth<=10, leaf>=50"),
+        CandidateSpec("RF", _rf, None, "40 trees, depth<=10, leaf>=50, 25% bootstrap rows"),
+        CandidateSpec("ET", _et, None, "40 trees, depth<=10, leaf>=50"),
         CandidateSpec("GB", _gb, 40_000, "40 stages depth 3, subsample 0.5, <=40k rows"),
         CandidateSpec("HGBT", _hgbt, None, "100 iterations, 15 leaves, leaf>=100"),
         CandidateSpec("MLP", _mlp, 60_000, "(32,16) relu, <=40 epochs, early stopping, <=60k rows"),

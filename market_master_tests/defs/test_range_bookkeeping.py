@@ -3,6 +3,7 @@ materialization is lost (the planned-event switch, the progress logger), and the
 has its shape. No timings are asserted (benchmarks/ measure them)."""
 
 import io
+import os
 import re
 
 import dagster as dg
@@ -15,6 +16,7 @@ from market_master.defs.partitions import NON_TRADING
 from market_master.defs.resources import MarketDataResource
 from market_master.local_run import (
     DAGSTER_ENV_DEFAULTS,
+    PRODUCTION_DAGSTER_ENV_DEFAULTS,
     LocalRunner,
     Progress,
     StageTimer,
@@ -99,11 +101,33 @@ def test_stage_table_lists_every_stage_and_the_total():
     assert lines[-1].split() == ["total", "11.5"]
 
 
-def test_local_range_run_stores_every_materialization_and_reports_progress(tmp_path, monkeypatch, capsys):
+def test_production_mode_batches_event_writes_embedded_does_not(monkeypatch):
+    for name in [*DAGSTER_ENV_DEFAULTS, *PRODUCTION_DAGSTER_ENV_DEFAULTS]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MARKET_MASTER_MODE", "embedded")
+    configure_dagster_env()
+    assert os.environ.get("DAGSTER_EVENT_BATCH_SIZE") is None
+    monkeypatch.setenv("MARKET_MASTER_MODE", "production")
+    configure_dagster_env()
+    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "100"
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "7")  # the environment wins
+    configure_dagster_env()
+    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "7"
+
+
+@pytest.mark.parametrize("event_batch_size", [None, "100"])
+def test_local_range_run_stores_every_materialization_and_reports_progress(
+    tmp_path, monkeypatch, capsys, event_batch_size
+):
     """Through LocalRunner (planned events as one subset per asset, the progress logger added to the
-    job): every key's materialization is in the instance, and the progress lines count them."""
+    job): every key's materialization is in the instance, and the progress lines count them; the same
+    with production's batched event writes (100 per batch: the 28 keys x 3 assets span batches)."""
     for name in DAGSTER_ENV_DEFAULTS:
         monkeypatch.delenv(name, raising=False)
+    if event_batch_size:
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", event_batch_size)
+    else:
+        monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     configure_dagster_env()
     defs = build_definitions(
         {"market_data": MarketDataResource(symbols=SYMBOLS), **local_storage(str(tmp_path / "root"))}
