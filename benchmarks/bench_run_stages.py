@@ -67,6 +67,10 @@ def run_size(name: str, args: argparse.Namespace, root: Path) -> dict[str, float
         f"\n== {name}: exit {proc.returncode}, {wall:.0f} s wall; load average before "
         f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (2 cores shared)"
     )
+    verdict = [
+        line for line in out if line.lstrip().startswith(("champion ", "gate ", "Production", "sensor "))
+    ]
+    print("\n".join(verdict))  # whether the run promoted is part of its result, not only its time
     print("\n".join(out[start:]) or proc.stderr[-2000:])
     if proc.returncode not in (0, 2):
         print(proc.stderr[-2000:])

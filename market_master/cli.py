@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from market_master import settings
+from market_master.lib.sources.synthetic import DEFAULT_PREDICTABILITY
 
 log = logging.getLogger("market_master")
 INDEX_PROXIES = {"QQQ"}  # an index ETF's own CSV is the backtest proxy, not a constituent
@@ -587,7 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--verbose", action="store_true", help="show Dagster's DEBUG event log")
     r.add_argument(
-        "--predictability", type=float, default=0.7, help="synthetic only: planted signal (0 = random walk)"
+        "--predictability",
+        type=float,
+        default=DEFAULT_PREDICTABILITY,
+        help="synthetic only: planted signal (default %(default)s; 0 = random walk)",
     )
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("batch", help="CSV directory + holdings -> predictions, WSS, signals, backtest")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from market_master import settings
+from market_master.lib.sources.synthetic import DEFAULT_PREDICTABILITY
 
 DEFAULT_HISTORY_SESSIONS = 80
 
@@ -57,7 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--train-sessions", type=int, default=WF.train_sessions, help="walk-forward first window")
     p.add_argument("--refit-every-sessions", type=int, default=WF.refit_every_sessions)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--predictability", type=float, default=0.7, help="synthetic only: planted signal")
+    p.add_argument(
+        "--predictability", type=float, default=DEFAULT_PREDICTABILITY, help="synthetic only: planted signal"
+    )
     p.add_argument(
         "--home", help="the replay's own data root + DAGSTER_HOME (default <data root>/replay); must be empty"
     )

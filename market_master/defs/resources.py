@@ -12,6 +12,7 @@ from market_master import settings
 from market_master.lib.mlflow_adapter import MlflowAdapter, default_artifact_location
 from market_master.lib.proxy import DEFAULT_PROXY, proxy_symbols, split_constituents
 from market_master.lib.sources import MarketDataSource, get_source
+from market_master.lib.sources.synthetic import DEFAULT_PREDICTABILITY
 from market_master.lib.storage import ObjectStore, PartitionStore, join
 from market_master.lib.weights import DEFAULT_UNIVERSE
 
@@ -24,7 +25,8 @@ class MarketDataResource(dg.ConfigurableResource):
     symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     seed: int = 42
     predictability: float = Field(
-        default=0.7, description="synthetic only: planted reversal strength, 0 = random walk"
+        default=DEFAULT_PREDICTABILITY,
+        description="synthetic only: planted reversal strength, 0 = random walk",
     )
     csv_dir: str | None = Field(default=None, description="csv only: directory of <SYMBOL>_1h.csv files")
     csv_timezone: str = "America/New_York"

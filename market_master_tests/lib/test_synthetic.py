@@ -97,7 +97,14 @@ def test_predictability_zero_has_no_lag1_dependence():
 
 
 def test_default_predictability_is_a_clear_reversal():
-    assert SyntheticSource().predictability == 0.7  # documented default: corr ~ -0.33
+    from market_master import cli
+    from market_master.defs.resources import MarketDataResource
+    from market_master.lib.sources.synthetic import DEFAULT_PREDICTABILITY
+
+    # documented default (corr ~ -0.45), one home for the source, the resource and the CLI
+    assert SyntheticSource().predictability == DEFAULT_PREDICTABILITY == 1.0
+    assert MarketDataResource().predictability == DEFAULT_PREDICTABILITY
+    assert cli.build_parser().parse_args(["run"]).predictability == DEFAULT_PREDICTABILITY
     corr, n = _lag1_corr_of_standardised(0.5)
     assert corr < -0.12
     paths = SyntheticSource(seed=11, predictability=0.5).simulate(SYMS[:5], "2022-01-03", "2023-06-30")
